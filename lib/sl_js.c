@@ -1,0 +1,402 @@
+/* sl_js: see sl_js.h.
+ *
+ * Threads: cnats runs its own (socket reader, PubAck delivery, timers, the
+ * connection callbacks); sl_js adds one, the provisioner, which sleeps on a
+ * condition variable until a (re)connect or its 1 s retry tick. The pending
+ * table and the flags are guarded by js->mu. */
+#include "sl_js.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_grpc_codes.h"
+#include "sl_log.h"
+
+struct sl_js {
+    sl_js_config cfg;
+    natsConnection *nc;
+    jsCtx *ctx;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    pthread_t provisioner;
+    bool stopping;
+    bool stream_ok;
+    bool kick; /* provision again: set on (re)connect */
+
+    sl_js_pending **buckets;
+    size_t nbuckets; /* a power of two */
+};
+
+/* ---- pending table ---------------------------------------------------- */
+
+static size_t bucket_of(sl_js *js, const natsMsg *m)
+{
+    uintptr_t h = (uintptr_t)m;
+    h ^= h >> 17;
+    h *= 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h >> 20) & (js->nbuckets - 1);
+}
+
+static void pending_add(sl_js *js, sl_js_pending *p)
+{
+    size_t b = bucket_of(js, p->msg);
+    pthread_mutex_lock(&js->mu);
+    p->next = js->buckets[b];
+    js->buckets[b] = p;
+    pthread_mutex_unlock(&js->mu);
+}
+
+static sl_js_pending *pending_take(sl_js *js, const natsMsg *m)
+{
+    sl_js_pending **pp, *p = NULL;
+    pthread_mutex_lock(&js->mu);
+    for (pp = &js->buckets[bucket_of(js, m)]; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->msg == m) {
+            p = *pp;
+            *pp = p->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&js->mu);
+    return p;
+}
+
+/* ---- PubAck handling ---------------------------------------------------- */
+
+static void ack_error(sl_js_ack *ack, const jsPubAckErr *pae, char *buf, size_t len)
+{
+    ack->code = SL_GRPC_UNAVAILABLE;
+    if (pae->Err == NATS_TIMEOUT) {
+        snprintf(buf, len, "no PubAck from JetStream in time; the record may or may not be "
+                 "stored, retry with the same id");
+    } else if (pae->Err == NATS_NO_RESPONDERS) {
+        snprintf(buf, len, "JetStream stream not available (no responders)");
+    } else if (pae->ErrCode == JSStreamMessageExceedsMaximumErr) {
+        ack->code = SL_GRPC_RESOURCE_EXHAUSTED;
+        snprintf(buf, len, "record exceeds the stream's maximum message size");
+    } else {
+        snprintf(buf, len, "JetStream publish failed: %s (error %d)",
+                 pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err), (int)pae->ErrCode);
+    }
+    ack->error = buf;
+}
+
+/* cnats' PubAck thread. */
+static void on_puback(jsCtx *ctx, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    sl_js *js = closure;
+    sl_js_pending *p = pending_take(js, msg);
+    sl_js_ack ack = {0};
+    char err[256];
+
+    (void)ctx;
+    if (p != NULL) {
+        if (pa != NULL) {
+            ack.stream = pa->Stream;
+            ack.sequence = pa->Sequence;
+            ack.duplicate = pa->Duplicate;
+        } else {
+            ack_error(&ack, pae, err, sizeof(err));
+        }
+        p->cb(p->closure, &ack);
+    }
+    natsMsg_Destroy(msg);
+}
+
+int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
+                  sl_js_ack_cb cb, void *closure, char *err, size_t errlen)
+{
+    jsPubOptions po;
+    natsStatus s;
+
+    if (!sl_js_connected(js)) {
+        natsMsg_Destroy(msg);
+        snprintf(err, errlen, "JetStream not reachable (NATS disconnected); retry with the same id");
+        return SL_GRPC_UNAVAILABLE;
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms > 0 ? timeout_ms : 1;
+    p->msg = msg;
+    p->cb = cb;
+    p->closure = closure;
+    pending_add(js, p);
+    s = js_PublishMsgAsync(js->ctx, &msg, &po);
+    if (s == NATS_OK)
+        return 0;
+    /* cnats kept nothing: the message is ours again and no PubAck comes. */
+    pending_take(js, p->msg);
+    natsMsg_Destroy(msg);
+    snprintf(err, errlen, "JetStream publish failed: %s", natsStatus_GetText(s));
+    return SL_GRPC_UNAVAILABLE;
+}
+
+/* ---- stream provisioning ------------------------------------------------ */
+
+static void report_difference(sl_js *js, const char *field, int64_t want, int64_t have)
+{
+    bson_t *f = sl_log_begin(SL_LOG_WARN, "stream exists with other settings; keeping them");
+    if (f == NULL)
+        return;
+    BSON_APPEND_UTF8(f, "stream", js->cfg.stream);
+    BSON_APPEND_UTF8(f, "setting", field);
+    BSON_APPEND_INT64(f, "configured", want);
+    BSON_APPEND_INT64(f, "existing", have);
+    sl_log_end(f);
+}
+
+static void compare_stream(sl_js *js, const jsStreamConfig *have)
+{
+    const sl_js_config *c = &js->cfg;
+    bool subjects_match = have->SubjectsLen == 1 && strcmp(have->Subjects[0], c->subjects) == 0;
+
+    if (!subjects_match)
+        sl_log(SL_LOG_WARN, "stream %s exists with other subjects (first: %s); keeping them",
+               c->stream, have->SubjectsLen > 0 ? have->Subjects[0] : "none");
+    if (have->Storage != js_FileStorage)
+        report_difference(js, "storage_is_file", 1, 0);
+    if (have->Replicas != c->replicas)
+        report_difference(js, "replicas", c->replicas, have->Replicas);
+    if (have->Duplicates != c->duplicate_window_ms * 1000000)
+        report_difference(js, "duplicate_window_ms", c->duplicate_window_ms,
+                          have->Duplicates / 1000000);
+    if (have->MaxAge != c->max_age_ms * 1000000)
+        report_difference(js, "max_age_ms", c->max_age_ms, have->MaxAge / 1000000);
+    if (have->MaxBytes != c->max_bytes)
+        report_difference(js, "max_bytes", c->max_bytes, have->MaxBytes);
+}
+
+static natsStatus create_stream(sl_js *js)
+{
+    jsStreamConfig sc;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    const char *subjects[1] = {js->cfg.subjects};
+    natsStatus s;
+
+    jsStreamConfig_Init(&sc);
+    sc.Name = js->cfg.stream;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Retention = js_LimitsPolicy;
+    sc.Discard = js_DiscardOld;
+    sc.Replicas = js->cfg.replicas;
+    sc.Duplicates = js->cfg.duplicate_window_ms * 1000000;
+    sc.MaxAge = js->cfg.max_age_ms * 1000000;
+    sc.MaxBytes = js->cfg.max_bytes;
+    s = js_AddStream(&si, js->ctx, &sc, NULL, &jerr);
+    if (s == NATS_OK)
+        sl_log(SL_LOG_INFO, "created stream %s (subjects %s, replicas %lld)", js->cfg.stream,
+               js->cfg.subjects, (long long)js->cfg.replicas);
+    else
+        sl_log(SL_LOG_WARN, "creating stream %s failed: %s (error %d)", js->cfg.stream,
+               nats_GetLastError(NULL), (int)jerr);
+    jsStreamInfo_Destroy(si);
+    return s;
+}
+
+static bool ensure_stream(sl_js *js)
+{
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, js->ctx, js->cfg.stream, NULL, &jerr);
+
+    if (s == NATS_OK) {
+        compare_stream(js, si->Config);
+        jsStreamInfo_Destroy(si);
+        return true;
+    }
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
+        if (!js->cfg.provision) {
+            sl_log(SL_LOG_WARN, "stream %s does not exist", js->cfg.stream);
+            return false;
+        }
+        return create_stream(js) == NATS_OK;
+    }
+    sl_log(SL_LOG_WARN, "reading stream %s failed: %s", js->cfg.stream, natsStatus_GetText(s));
+    return false;
+}
+
+static void *provision_loop(void *arg)
+{
+    sl_js *js = arg;
+    pthread_mutex_lock(&js->mu);
+    while (!js->stopping) {
+        if (js->kick || !js->stream_ok) {
+            js->kick = false;
+            pthread_mutex_unlock(&js->mu);
+            bool ok = sl_js_connected(js) && ensure_stream(js);
+            pthread_mutex_lock(&js->mu);
+            js->stream_ok = ok;
+        }
+        if (!js->stopping && !js->kick) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += 1;
+            pthread_cond_timedwait(&js->cond, &js->mu, &until);
+        }
+    }
+    pthread_mutex_unlock(&js->mu);
+    return NULL;
+}
+
+static void kick_provisioner(sl_js *js, bool lost_stream)
+{
+    pthread_mutex_lock(&js->mu);
+    js->kick = true;
+    if (lost_stream)
+        js->stream_ok = false;
+    pthread_cond_signal(&js->cond);
+    pthread_mutex_unlock(&js->mu);
+}
+
+/* ---- connection --------------------------------------------------------- */
+
+/* cnats' callback thread. */
+static void on_connected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sl_log(SL_LOG_INFO, "connected to NATS");
+    kick_provisioner(closure, false);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sl_js *js = closure;
+    sl_log(SL_LOG_WARN, "disconnected from NATS; reconnecting");
+    pthread_mutex_lock(&js->mu);
+    js->stream_ok = false;
+    pthread_mutex_unlock(&js->mu);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sl_log(SL_LOG_INFO, "reconnected to NATS");
+    kick_provisioner(closure, true);
+}
+
+static natsStatus connect_nats(sl_js *js)
+{
+    natsOptions *opts = NULL;
+    natsStatus s = natsOptions_Create(&opts);
+
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(opts, js->cfg.url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(opts, js->cfg.client_name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(opts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(opts, 250);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(opts, 2000);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(opts, 5000);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, js);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(opts, on_disconnected, js);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(opts, on_reconnected, js);
+    if (s == NATS_OK) {
+        s = natsConnection_Connect(&js->nc, opts);
+        if (s == NATS_NOT_YET_CONNECTED) {
+            sl_log(SL_LOG_WARN, "NATS at %s not reachable yet; retrying in the background",
+                   js->cfg.url);
+            s = NATS_OK;
+        }
+    }
+    natsOptions_Destroy(opts);
+    return s;
+}
+
+static natsStatus open_ctx(sl_js *js)
+{
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.PublishAsync.AckHandler = on_puback;
+    jo.PublishAsync.AckHandlerClosure = js;
+    jo.PublishAsync.MaxPending = 0; /* Sluice bounds what is in flight itself */
+    jo.Wait = 5000;
+    return natsConnection_JetStream(&js->ctx, js->nc, &jo);
+}
+
+natsStatus sl_js_open(sl_js **out, const sl_js_config *cfg, size_t max_pending)
+{
+    sl_js *js = calloc(1, sizeof(*js));
+    natsStatus s = NATS_OK;
+
+    if (js == NULL)
+        return NATS_NO_MEMORY;
+    js->cfg = *cfg;
+    for (js->nbuckets = 64; js->nbuckets < max_pending * 2; js->nbuckets <<= 1)
+        ;
+    js->buckets = calloc(js->nbuckets, sizeof(*js->buckets));
+    pthread_mutex_init(&js->mu, NULL);
+    pthread_cond_init(&js->cond, NULL);
+    js->kick = true;
+    if (js->buckets == NULL)
+        s = NATS_NO_MEMORY;
+    if (s == NATS_OK)
+        s = connect_nats(js);
+    if (s == NATS_OK)
+        s = open_ctx(js);
+    if (s == NATS_OK && pthread_create(&js->provisioner, NULL, provision_loop, js) != 0)
+        s = NATS_SYS_ERROR;
+    if (s != NATS_OK) {
+        js->provisioner = 0;
+        sl_js_close(js);
+        return s;
+    }
+    *out = js;
+    return NATS_OK;
+}
+
+void sl_js_close(sl_js *js)
+{
+    if (js == NULL)
+        return;
+    pthread_mutex_lock(&js->mu);
+    js->stopping = true;
+    pthread_cond_signal(&js->cond);
+    pthread_mutex_unlock(&js->mu);
+    if (js->provisioner)
+        pthread_join(js->provisioner, NULL);
+    if (js->nc != NULL)
+        natsConnection_Close(js->nc);
+    jsCtx_Destroy(js->ctx);
+    natsConnection_Destroy(js->nc);
+    pthread_cond_destroy(&js->cond);
+    pthread_mutex_destroy(&js->mu);
+    free(js->buckets);
+    free(js);
+}
+
+bool sl_js_connected(sl_js *js)
+{
+    return js->nc != NULL && natsConnection_Status(js->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+bool sl_js_ready(sl_js *js)
+{
+    bool ok;
+    pthread_mutex_lock(&js->mu);
+    ok = js->stream_ok;
+    pthread_mutex_unlock(&js->mu);
+    return ok && sl_js_connected(js);
+}
+
+natsConnection *sl_js_conn(sl_js *js)
+{
+    return js->nc;
+}
+
+jsCtx *sl_js_ctx(sl_js *js)
+{
+    return js->ctx;
+}

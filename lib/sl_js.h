@@ -1,0 +1,85 @@
+/* sl_js: the JetStream side of Sluice: one NATS connection that reconnects by
+ * itself, the stream provisioned on start, and asynchronous publishing with
+ * one callback per message.
+ *
+ * Publishing. sl_js_publish hands a message to cnats' js_PublishMsgAsync and
+ * returns at once; the PubAck (or the error, or the timeout) comes back later
+ * through the caller's callback, exactly once, on cnats' PubAck delivery
+ * thread. Many messages are in flight at a time and no thread waits for any
+ * of them. The caller supplies the sl_js_pending record that ties a message
+ * to its callback; it must stay valid until the callback has run. cnats gives
+ * back the original natsMsg with each PubAck, so sl_js keeps a small hash
+ * table from message to pending record.
+ *
+ * Provisioning. A background thread creates the stream when it is missing
+ * and, when it exists with other settings, logs each difference and keeps it
+ * as it is. It runs again after each reconnect, so a server that came back
+ * empty gets its stream again. sl_js_ready says whether publishing can
+ * succeed now (connected, stream present): the health check's answer. */
+#ifndef SL_JS_H
+#define SL_JS_H
+
+#include <nats/nats.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sl_js sl_js;
+
+typedef struct sl_js_config {
+    const char *url;            /* NATS_URL */
+    const char *client_name;    /* shown by the server, e.g. "sluice-ingest" */
+    const char *stream;         /* "SLUICE" */
+    const char *subjects;       /* "sluice.rec.>" */
+    int64_t replicas;           /* 1, or 3 on a cluster */
+    int64_t max_age_ms;         /* 0: unlimited */
+    int64_t max_bytes;          /* -1: unlimited */
+    int64_t duplicate_window_ms;
+    bool provision;             /* create the stream when missing */
+} sl_js_config;
+
+/* The outcome of one publish. code is 0 or a gRPC status code; error explains
+ * a failure. All pointers are valid only during the callback. */
+typedef struct sl_js_ack {
+    int code;
+    const char *error;
+    const char *stream;
+    uint64_t sequence;
+    bool duplicate;
+} sl_js_ack;
+
+/* Runs on cnats' PubAck thread; must not block. */
+typedef void (*sl_js_ack_cb)(void *closure, const sl_js_ack *ack);
+
+/* Owned by the caller (usually embedded in its per-record state). */
+typedef struct sl_js_pending {
+    natsMsg *msg;
+    struct sl_js_pending *next;
+    sl_js_ack_cb cb;
+    void *closure;
+} sl_js_pending;
+
+/* Connects (or keeps trying in the background when the server is not up
+ * yet) and starts provisioning. max_pending sizes the pending table. */
+natsStatus sl_js_open(sl_js **out, const sl_js_config *cfg, size_t max_pending);
+
+/* Stops provisioning, closes the connection and frees everything. Every
+ * publish must have called back before. */
+void sl_js_close(sl_js *js);
+
+bool sl_js_connected(sl_js *js);
+bool sl_js_ready(sl_js *js);
+
+/* Publishes msg (always consumed) and calls cb(closure, ack) once when the
+ * PubAck, an error or timeout_ms passed. Returns 0 when the message is on its
+ * way; otherwise a gRPC status code, with nothing in flight and no callback
+ * to come, and err describes why. */
+int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
+                  sl_js_ack_cb cb, void *closure, char *err, size_t errlen);
+
+/* The connection and JetStream context, for consumers that need more than
+ * publishing (owned by sl_js). */
+natsConnection *sl_js_conn(sl_js *js);
+jsCtx *sl_js_ctx(sl_js *js);
+
+#endif

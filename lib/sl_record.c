@@ -1,0 +1,288 @@
+/* sl_record: see sl_record.h.
+ *
+ * Character rules are checked by hand (they are ASCII classes, cheaper than a
+ * regex and clearer in the error); UTF-8 and JSON go to libbson, so that
+ * Sluice accepts exactly what its downstream BSON writers can store. */
+#include "sl_record.h"
+
+#include <bson/bson.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_grpc_codes.h"
+#include "sl_time.h"
+
+void sl_record_limits_default(sl_record_limits *lim)
+{
+    lim->max_payload_bytes = 1024 * 1024;
+    lim->max_key_bytes = 1024;
+    lim->max_attributes = 64;
+    lim->max_attribute_bytes = 4096;
+}
+
+bool sl_record_id_valid(const char *id)
+{
+    size_t n = 0;
+    for (const char *p = id; *p; p++, n++) {
+        char c = *p;
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == ':' || c == '-';
+        if (!ok || n >= SL_RECORD_ID_MAX)
+            return false;
+    }
+    return n > 0;
+}
+
+bool sl_record_type_valid(const char *type)
+{
+    size_t n = 0, token = 0;
+    for (const char *p = type; *p; p++, n++) {
+        char c = *p;
+        if (n >= SL_RECORD_TYPE_MAX)
+            return false;
+        if (c == '.') {
+            if (token == 0)
+                return false;
+            token = 0;
+            continue;
+        }
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+        token++;
+    }
+    return n > 0 && token > 0;
+}
+
+bool sl_record_payload_is_object(const uint8_t *payload, size_t len, char *why, size_t whylen)
+{
+    bson_error_t error;
+    bson_t doc;
+    size_t i = 0;
+
+    if (!bson_utf8_validate((const char *)payload, len, false)) {
+        snprintf(why, whylen, "not valid UTF-8");
+        return false;
+    }
+    /* libbson reads any top-level value shape into a document; insist on an
+     * object by its first significant character. */
+    while (i < len && (payload[i] == ' ' || payload[i] == '\t' || payload[i] == '\n' ||
+                       payload[i] == '\r'))
+        i++;
+    if (i == len || payload[i] != '{') {
+        snprintf(why, whylen, "not a JSON object");
+        return false;
+    }
+    if (!bson_init_from_json(&doc, (const char *)payload, (ssize_t)len, &error)) {
+        snprintf(why, whylen, "%s", error.message);
+        return false;
+    }
+    bson_destroy(&doc);
+    return true;
+}
+
+static bool has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/* The field-by-field checks; each returns 0 or a status code with msg set. */
+static int check_id_type(const Sluice__V1__Record *r, const char *where, char *msg, size_t len)
+{
+    if (r->id[0] != '\0' && !sl_record_id_valid(r->id)) {
+        snprintf(msg, len, "%s.id: must be 1 to 128 characters of [A-Za-z0-9._:-] (or empty "
+                 "for a server-assigned id)", where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    if (r->type[0] == '\0') {
+        snprintf(msg, len, "%s.type: required", where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    if (!sl_record_type_valid(r->type)) {
+        snprintf(msg, len, "%s.type: must be dot-separated lowercase tokens of [a-z0-9_-]+, at "
+                 "most 128 characters (e.g. order.created)", where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+static int check_key(const Sluice__V1__Record *r, const sl_record_limits *lim, const char *where,
+                     char *msg, size_t len)
+{
+    size_t n = strlen(r->key);
+    if (n > lim->max_key_bytes) {
+        snprintf(msg, len, "%s.key: must be at most %zu bytes", where, lim->max_key_bytes);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    if (!bson_utf8_validate(r->key, n, false) || has_control(r->key)) {
+        snprintf(msg, len, "%s.key: must be UTF-8 text without control characters", where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+static int check_payload(const Sluice__V1__Record *r, const sl_record_limits *lim,
+                         const char *where, char *msg, size_t len)
+{
+    char why[256];
+    if (r->payload.len == 0) {
+        snprintf(msg, len, "%s.payload: required (a UTF-8 JSON object)", where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    if (r->payload.len > lim->max_payload_bytes) {
+        snprintf(msg, len, "%s.payload: %zu bytes exceeds the limit of %zu bytes", where,
+                 r->payload.len, lim->max_payload_bytes);
+        return SL_GRPC_RESOURCE_EXHAUSTED;
+    }
+    if (!sl_record_payload_is_object(r->payload.data, r->payload.len, why, sizeof(why))) {
+        snprintf(msg, len, "%s.payload: must be a UTF-8 JSON object (%s)", where, why);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+static int check_attributes(const Sluice__V1__Record *r, const sl_record_limits *lim,
+                            const char *where, char *msg, size_t len)
+{
+    if (r->n_attributes > lim->max_attributes) {
+        snprintf(msg, len, "%s.attributes: at most %zu entries", where, lim->max_attributes);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    for (size_t i = 0; i < r->n_attributes; i++) {
+        const char *k = r->attributes[i]->key, *v = r->attributes[i]->value;
+        size_t kn = strlen(k), vn = strlen(v);
+        if (kn == 0) {
+            snprintf(msg, len, "%s.attributes: keys must not be empty", where);
+            return SL_GRPC_INVALID_ARGUMENT;
+        }
+        if (kn > lim->max_attribute_bytes || vn > lim->max_attribute_bytes) {
+            snprintf(msg, len, "%s.attributes[\"%.64s\"]: key and value must be at most %zu "
+                     "bytes each", where, k, lim->max_attribute_bytes);
+            return SL_GRPC_INVALID_ARGUMENT;
+        }
+        if (!bson_utf8_validate(k, kn, false) || !bson_utf8_validate(v, vn, false)) {
+            snprintf(msg, len, "%s.attributes: keys and values must be UTF-8", where);
+            return SL_GRPC_INVALID_ARGUMENT;
+        }
+    }
+    return 0;
+}
+
+static int check_event_time(const Sluice__V1__Record *r, const char *where, char *msg,
+                            size_t len)
+{
+    /* google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to
+     * 9999-12-31T23:59:59.999999999Z. */
+    const int64_t min_s = -62135596800LL, max_s = 253402300799LL;
+    const Google__Protobuf__Timestamp *t = r->event_time;
+    if (t == NULL)
+        return 0;
+    if (t->nanos < 0 || t->nanos > 999999999) {
+        snprintf(msg, len, "%s.event_time.nanos: must be in [0, 999999999]", where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    if (t->seconds < min_s || t->seconds > max_s) {
+        snprintf(msg, len, "%s.event_time.seconds: must be between 0001-01-01 and 9999-12-31",
+                 where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+int sl_record_validate(const Sluice__V1__Record *r, const sl_record_limits *lim,
+                       const char *where, char *msg, size_t msglen)
+{
+    int code;
+    if (r == NULL) {
+        snprintf(msg, msglen, "%s: required", where);
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    if ((code = check_id_type(r, where, msg, msglen)) != 0)
+        return code;
+    if ((code = check_key(r, lim, where, msg, msglen)) != 0)
+        return code;
+    if ((code = check_attributes(r, lim, where, msg, msglen)) != 0)
+        return code;
+    if ((code = check_event_time(r, where, msg, msglen)) != 0)
+        return code;
+    return check_payload(r, lim, where, msg, msglen);
+}
+
+void sl_uuid_v7(char out[SL_UUID_LEN])
+{
+    uint8_t b[16];
+    uint64_t ms = (uint64_t)(sl_time_now_ns() / 1000000);
+
+    if (RAND_bytes(b + 6, 10) != 1) {
+        /* RAND_bytes fails only without entropy; fall back to a weaker source
+         * rather than refuse the record: ids need uniqueness, not secrecy. */
+        for (int i = 6; i < 16; i++)
+            b[i] = (uint8_t)random();
+    }
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(ms >> (40 - 8 * i));
+    b[6] = (uint8_t)(0x70 | (b[6] & 0x0f));
+    b[8] = (uint8_t)(0x80 | (b[8] & 0x3f));
+    snprintf(out, SL_UUID_LEN,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+             b[15]);
+}
+
+/* Packs r with id in place of its own, without touching the caller's record:
+ * protobuf-c would free a swapped-in pointer, so a shallow copy is packed. */
+static uint8_t *pack_with_id(const Sluice__V1__Record *r, const char *id, size_t *len)
+{
+    Sluice__V1__Record copy = *r;
+    uint8_t *buf;
+
+    copy.id = (char *)id;
+    *len = sluice__v1__record__get_packed_size(&copy);
+    buf = malloc(*len ? *len : 1);
+    if (buf != NULL)
+        sluice__v1__record__pack(&copy, buf);
+    return buf;
+}
+
+natsStatus sl_record_to_msg(natsMsg **out, const Sluice__V1__Record *r, const char *id,
+                            int64_t received_ns, const char *traceparent,
+                            const char *principal)
+{
+    char subject[sizeof(SL_SUBJECT_PREFIX) + SL_RECORD_TYPE_MAX];
+    char received[SL_RFC3339_LEN];
+    natsMsg *msg = NULL;
+    natsStatus s;
+    size_t len = 0;
+    uint8_t *body = pack_with_id(r, id, &len);
+
+    if (body == NULL)
+        return NATS_NO_MEMORY;
+    snprintf(subject, sizeof(subject), SL_SUBJECT_PREFIX "%s", r->type);
+    sl_time_rfc3339(received_ns, received, sizeof(received));
+
+    s = natsMsg_Create(&msg, subject, NULL, (const char *)body, (int)len);
+    free(body);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(msg, SL_HDR_MSG_ID, id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(msg, SL_HDR_TYPE, r->type);
+    if (s == NATS_OK && r->key[0] != '\0')
+        s = natsMsgHeader_Set(msg, SL_HDR_KEY, r->key);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(msg, SL_HDR_RECEIVED_AT, received);
+    if (s == NATS_OK && principal != NULL && principal[0] != '\0')
+        s = natsMsgHeader_Set(msg, SL_HDR_PRINCIPAL, principal);
+    if (s == NATS_OK && traceparent != NULL && traceparent[0] != '\0')
+        s = natsMsgHeader_Set(msg, SL_HDR_TRACEPARENT, traceparent);
+    if (s != NATS_OK) {
+        natsMsg_Destroy(msg);
+        return s;
+    }
+    *out = msg;
+    return NATS_OK;
+}

@@ -1,0 +1,23 @@
+/* sl_time: wall-clock time as nanoseconds since the Unix epoch, and its
+ * RFC 3339 text form with nanoseconds (2026-11-28T02:51:33.123456789Z), the
+ * form of the Sluice-Received-At header and of every time in the logs. */
+#ifndef SL_TIME_H
+#define SL_TIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SL_RFC3339_LEN 40
+
+int64_t sl_time_now_ns(void);
+int64_t sl_time_mono_ms(void);
+
+/* Writes ns as RFC 3339 UTC with nine fractional digits. */
+void sl_time_rfc3339(int64_t ns, char *out, size_t outlen);
+
+/* Parses RFC 3339 ("2026-11-28T02:51:33Z", optional fraction, Z or +hh:mm).
+ * Returns false when text is not such a time. */
+bool sl_time_parse_rfc3339(const char *text, int64_t *ns);
+
+#endif
