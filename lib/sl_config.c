@@ -138,10 +138,13 @@ static bool assign(const sl_option *o, const char *text, const char *source, cha
     }
     if (o->type == SL_OPT_BOOL)
         return true;
-    if ((o->min != 0 || o->max != 0) && (v < o->min || v > o->max) &&
-        !(o->type == SL_OPT_SIZE && v == -1 && o->min == -1)) {
-        snprintf(err, errlen, "invalid %s \"%s\": must be between %" PRId64 " and %" PRId64,
-                 source, text, o->min, o->max);
+    if (v < o->min || (o->max != 0 && v > o->max)) {
+        if (o->max != 0)
+            snprintf(err, errlen, "invalid %s \"%s\": must be between %" PRId64 " and %" PRId64,
+                     source, text, o->min, o->max);
+        else
+            snprintf(err, errlen, "invalid %s \"%s\": must be at least %" PRId64, source, text,
+                     o->min);
         return false;
     }
     *(int64_t *)o->dst = v;

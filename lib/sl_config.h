@@ -37,7 +37,7 @@ typedef struct sl_option {
     const char *def;  /* default, in the same text form as a flag value */
     const char *help;
     void *dst;
-    int64_t min, max; /* inclusive bounds for numbers; both 0 = unbounded */
+    int64_t min, max; /* inclusive bounds for numbers; max 0 = no upper bound */
 } sl_option;
 
 typedef enum sl_config_result {

@@ -1,1 +1,189 @@
-int main(void){return 0;}
+/* sluice-ingest: the front door. Reads its configuration, connects to NATS
+ * JetStream, serves sluice.v1.IngestService and grpc.health.v1.Health over
+ * gRPC, and on SIGTERM or SIGINT stops accepting, answers every call in
+ * flight and exits within the grace period.
+ *
+ * Signals are blocked in every thread and taken synchronously by the main
+ * thread with sigwait, so no work happens in a signal handler. */
+#include <grpc/grpc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ingest.h"
+#include "sl_config.h"
+#include "sl_js.h"
+#include "sl_log.h"
+
+typedef struct settings {
+    const char *listen;
+    const char *metrics_listen;
+    const char *nats_url;
+    const char *stream;
+    const char *log_level;
+    int64_t threads;
+    int64_t replicas;
+    int64_t max_age_ms;
+    int64_t max_bytes;
+    int64_t duplicate_window_ms;
+    int64_t publish_timeout_ms;
+    int64_t max_in_flight;
+    int64_t stream_window;
+    int64_t max_batch;
+    int64_t max_payload_bytes;
+    int64_t max_message_bytes;
+    int64_t shutdown_grace_ms;
+} settings;
+
+static settings cfg;
+
+static const sl_option options[] = {
+    {"listen", "SLUICE_LISTEN", SL_OPT_STRING, "0.0.0.0:50051", "gRPC listen address", &cfg.listen, 0, 0},
+    {"metrics-listen", "SLUICE_METRICS_LISTEN", SL_OPT_STRING, "0.0.0.0:9090",
+     "HTTP address for /metrics, /healthz, /readyz (empty: off)", &cfg.metrics_listen, 0, 0},
+    {"nats-url", "NATS_URL", SL_OPT_STRING, "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated",
+     &cfg.nats_url, 0, 0},
+    {"stream", "SLUICE_STREAM", SL_OPT_STRING, "SLUICE", "JetStream stream name", &cfg.stream, 0, 0},
+    {"stream-replicas", "SLUICE_STREAM_REPLICAS", SL_OPT_INT, "1",
+     "stream replicas when creating it (3 on a cluster)", &cfg.replicas, 1, 5},
+    {"stream-max-age", "SLUICE_STREAM_MAX_AGE", SL_OPT_DURATION, "7d",
+     "stream retention by age (0: unlimited)", &cfg.max_age_ms, 0, 0},
+    {"stream-max-bytes", "SLUICE_STREAM_MAX_BYTES", SL_OPT_SIZE, "-1",
+     "stream retention by size (-1: unlimited)", &cfg.max_bytes, -1, INT64_MAX},
+    {"duplicate-window", "SLUICE_DUPLICATE_WINDOW", SL_OPT_DURATION, "2m",
+     "window in which a repeated record id is stored once", &cfg.duplicate_window_ms, 1, 0},
+    {"publish-timeout", "SLUICE_PUBLISH_TIMEOUT", SL_OPT_DURATION, "5s",
+     "UNAVAILABLE when JetStream has not acknowledged by then", &cfg.publish_timeout_ms, 1,
+     3600000},
+    {"max-in-flight", "SLUICE_MAX_IN_FLIGHT", SL_OPT_INT, "16384",
+     "records published and not yet acknowledged, all calls together", &cfg.max_in_flight, 1,
+     10000000},
+    {"stream-window", "SLUICE_STREAM_WINDOW", SL_OPT_INT, "1024",
+     "records in flight per IngestStream call", &cfg.stream_window, 1, 1000000},
+    {"max-batch", "SLUICE_MAX_BATCH", SL_OPT_INT, "1000", "records per IngestBatch call",
+     &cfg.max_batch, 1, 1000000},
+    {"max-payload-bytes", "SLUICE_MAX_PAYLOAD_BYTES", SL_OPT_SIZE, "1MiB",
+     "largest Record.payload", &cfg.max_payload_bytes, 1, 64 << 20},
+    {"max-message-bytes", "SLUICE_MAX_MESSAGE_BYTES", SL_OPT_SIZE, "16MiB",
+     "largest gRPC request message", &cfg.max_message_bytes, 1024, 1 << 30},
+    {"threads", "SLUICE_THREADS", SL_OPT_INT, "0", "gRPC worker threads (0: one per core)",
+     &cfg.threads, 0, 1024},
+    {"shutdown-grace", "SLUICE_SHUTDOWN_GRACE", SL_OPT_DURATION, "10s",
+     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, 0},
+    {"log-level", "SLUICE_LOG_LEVEL", SL_OPT_STRING, "info", "debug, info, warn or error",
+     &cfg.log_level, 0, 0},
+    {NULL, NULL, 0, NULL, NULL, NULL, 0, 0}};
+
+static const char usage[] =
+    "Usage: sluice-ingest [options]\n"
+    "Accepts records over gRPC (sluice.v1.IngestService) and answers once NATS JetStream\n"
+    "has stored them. Every option is also an environment variable; flags win.";
+
+static int fail(const char *line)
+{
+    fprintf(stderr, "sluice-ingest: %s\n", line);
+    return 2;
+}
+
+static int configure(int argc, char **argv, sl_log_level *level)
+{
+    char err[512];
+    switch (sl_config_parse(options, argc, argv, usage, err, sizeof(err))) {
+    case SL_CONFIG_HELP:
+        exit(0);
+    case SL_CONFIG_ERROR:
+        return fail(err);
+    default:
+        break;
+    }
+    if (!sl_log_level_parse(cfg.log_level, level))
+        return fail("invalid --log-level: expected debug, info, warn or error");
+    if (cfg.nats_url[0] == '\0')
+        return fail("invalid --nats-url: must not be empty");
+    if (cfg.stream[0] == '\0' || strpbrk(cfg.stream, " .*>") != NULL)
+        return fail("invalid --stream: a JetStream stream name has no spaces, '.', '*' or '>'");
+    if (cfg.threads == 0)
+        cfg.threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (cfg.max_payload_bytes + 64 * 1024 > cfg.max_message_bytes)
+        return fail("invalid --max-message-bytes: must exceed --max-payload-bytes by 64KiB");
+    return 0;
+}
+
+static void block_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int run(void)
+{
+    sl_js_config jc = {
+        .url = cfg.nats_url,
+        .client_name = "sluice-ingest",
+        .stream = cfg.stream,
+        .subjects = "sluice.rec.>",
+        .replicas = cfg.replicas,
+        .max_age_ms = cfg.max_age_ms,
+        .max_bytes = cfg.max_bytes,
+        .duplicate_window_ms = cfg.duplicate_window_ms,
+        .provision = true,
+    };
+    sl_grpc_server_config gc = {cfg.listen, (int)cfg.threads, cfg.max_message_bytes};
+    ingest_config ic = {cfg.publish_timeout_ms, cfg.max_in_flight, cfg.stream_window,
+                        cfg.max_batch, {0}};
+    sl_grpc_server *srv;
+    ingest_service *svc;
+    sl_js *js = NULL;
+    char err[256];
+    int sig = 0;
+    sigset_t set;
+    natsStatus s;
+
+    sl_record_limits_default(&ic.limits);
+    ic.limits.max_payload_bytes = (size_t)cfg.max_payload_bytes;
+    block_signals(&set);
+    grpc_init();
+    srv = sl_grpc_server_new(&gc, err, sizeof(err));
+    if (srv == NULL) {
+        grpc_shutdown();
+        return fail(err);
+    }
+    s = sl_js_open(&js, &jc, (size_t)cfg.max_in_flight);
+    if (s != NATS_OK) {
+        snprintf(err, sizeof(err), "cannot use NATS at %s: %s", cfg.nats_url,
+                 natsStatus_GetText(s));
+        sl_grpc_server_stop(srv, 0, NULL, NULL);
+        grpc_shutdown();
+        return fail(err);
+    }
+    svc = ingest_service_new(&ic, srv, js);
+    sl_grpc_server_start(srv);
+    sl_log(SL_LOG_INFO, "listening on %s (%lld threads), NATS %s, stream %s", cfg.listen,
+           (long long)cfg.threads, cfg.nats_url, cfg.stream);
+
+    sigwait(&set, &sig);
+    sl_log(SL_LOG_INFO, "%s received: draining (grace %lld ms)", strsignal(sig),
+           (long long)cfg.shutdown_grace_ms);
+    sl_grpc_server_stop(srv, cfg.shutdown_grace_ms, ingest_service_drain, svc);
+    ingest_service_free(svc);
+    sl_js_close(js);
+    grpc_shutdown();
+    nats_Close();
+    sl_log(SL_LOG_INFO, "stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    sl_log_level level = SL_LOG_INFO;
+    int rc = configure(argc, argv, &level);
+    if (rc != 0)
+        return rc;
+    sl_log_init("sluice-ingest", level);
+    return run();
+}

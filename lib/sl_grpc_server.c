@@ -1,0 +1,392 @@
+/* sl_grpc_server: see sl_grpc_server.h.
+ *
+ * Accepting: a fixed set of accept slots, each an outstanding
+ * grpc_server_request_call. When one completes, its call is routed and the
+ * slot is armed again, so that many calls can arrive between two turns of
+ * any single worker. */
+#include "sl_grpc_server.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_log.h"
+#include "sl_time.h"
+
+#define SL_ACCEPT_SLOTS 32
+#define SL_MAX_ROUTES 16
+
+typedef struct route {
+    char *method;
+    sl_rpc_handler handler;
+    void *closure;
+} route;
+
+typedef struct accept_slot {
+    sl_tag tag;
+    sl_grpc_server *server;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array metadata;
+} accept_slot;
+
+/* A call answered with a bare status (unknown method, early rejection). */
+typedef struct status_call {
+    sl_tag tag;
+    sl_grpc_server *server;
+    grpc_call *call;
+    grpc_slice details;
+    int cancelled;
+} status_call;
+
+struct sl_grpc_server {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    pthread_t *workers;
+    int nworkers;
+    route routes[SL_MAX_ROUTES];
+    int nroutes;
+    accept_slot slots[SL_ACCEPT_SLOTS];
+    atomic_bool stopping;
+    sl_tag shutdown_tag;
+
+    pthread_mutex_t mu; /* guards active and shutdown_done, with cond */
+    pthread_cond_t cond;
+    int active;
+    bool shutdown_done;
+};
+
+/* ---- byte buffers and metadata ------------------------------------------ */
+
+uint8_t *sl_grpc_bb_take(grpc_byte_buffer *bb, size_t *len)
+{
+    grpc_byte_buffer_reader reader;
+    grpc_slice all;
+    uint8_t *out = NULL;
+
+    if (bb == NULL)
+        return NULL;
+    if (grpc_byte_buffer_reader_init(&reader, bb)) {
+        all = grpc_byte_buffer_reader_readall(&reader);
+        *len = GRPC_SLICE_LENGTH(all);
+        out = malloc(*len ? *len : 1);
+        if (out != NULL)
+            memcpy(out, GRPC_SLICE_START_PTR(all), *len);
+        grpc_slice_unref(all);
+        grpc_byte_buffer_reader_destroy(&reader);
+    }
+    grpc_byte_buffer_destroy(bb);
+    return out;
+}
+
+grpc_byte_buffer *sl_grpc_bb_wrap(uint8_t *data, size_t len)
+{
+    grpc_slice slice = grpc_slice_new(data, len, free);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&slice, 1);
+    grpc_slice_unref(slice);
+    return bb;
+}
+
+bool sl_grpc_md_get(const grpc_metadata_array *md, const char *key, char *out, size_t outlen)
+{
+    size_t klen = strlen(key);
+    for (size_t i = 0; i < md->count; i++) {
+        const grpc_slice *k = &md->metadata[i].key;
+        if (GRPC_SLICE_LENGTH(*k) == klen && memcmp(GRPC_SLICE_START_PTR(*k), key, klen) == 0) {
+            const grpc_slice *v = &md->metadata[i].value;
+            size_t n = GRPC_SLICE_LENGTH(*v);
+            if (n >= outlen)
+                n = outlen - 1;
+            memcpy(out, GRPC_SLICE_START_PTR(*v), n);
+            out[n] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ---- bare status replies -------------------------------------------------- */
+
+static void status_call_done(sl_tag *tag, bool ok)
+{
+    status_call *sc = (status_call *)tag;
+    (void)ok;
+    grpc_slice_unref(sc->details);
+    sl_grpc_server_call_done(sc->server, sc->call);
+    free(sc);
+}
+
+void sl_grpc_reply_status(sl_grpc_server *s, grpc_call *call, grpc_status_code code,
+                          const char *message)
+{
+    status_call *sc = calloc(1, sizeof(*sc));
+    grpc_op ops[3];
+
+    if (sc == NULL) {
+        grpc_call_cancel(call, NULL);
+        sl_grpc_server_call_done(s, call);
+        return;
+    }
+    sc->tag.done = status_call_done;
+    sc->server = s;
+    sc->call = call;
+    sc->details = grpc_slice_from_copied_string(message);
+    memset(ops, 0, sizeof(ops));
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[1].data.send_status_from_server.status = code;
+    ops[1].data.send_status_from_server.status_details = &sc->details;
+    ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[2].data.recv_close_on_server.cancelled = &sc->cancelled;
+    if (grpc_call_start_batch(call, ops, 3, &sc->tag, NULL) != GRPC_CALL_OK)
+        status_call_done(&sc->tag, false);
+}
+
+/* ---- accepting -------------------------------------------------------------- */
+
+static void arm_slot(accept_slot *a);
+
+static int64_t deadline_ms(gpr_timespec deadline)
+{
+    gpr_timespec mono = gpr_convert_clock_type(deadline, GPR_CLOCK_MONOTONIC);
+    gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+    int64_t left;
+
+    if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0)
+        return INT64_MAX;
+    left = gpr_time_to_millis(gpr_time_sub(mono, now));
+    return sl_time_mono_ms() + left;
+}
+
+static void route_call(accept_slot *a)
+{
+    sl_grpc_server *s = a->server;
+    size_t mlen = GRPC_SLICE_LENGTH(a->details.method);
+    char method[256];
+    sl_rpc_start start;
+
+    if (mlen >= sizeof(method))
+        mlen = sizeof(method) - 1;
+    memcpy(method, GRPC_SLICE_START_PTR(a->details.method), mlen);
+    method[mlen] = '\0';
+
+    pthread_mutex_lock(&s->mu);
+    s->active++;
+    pthread_mutex_unlock(&s->mu);
+
+    for (int i = 0; i < s->nroutes; i++) {
+        if (strcmp(s->routes[i].method, method) == 0) {
+            start.server = s;
+            start.call = a->call;
+            start.method = method;
+            start.metadata = &a->metadata;
+            start.deadline_ms = deadline_ms(a->details.deadline);
+            s->routes[i].handler(s->routes[i].closure, &start);
+            return;
+        }
+    }
+    char msg[300];
+    snprintf(msg, sizeof(msg), "unknown method %s", method);
+    sl_grpc_reply_status(s, a->call, GRPC_STATUS_UNIMPLEMENTED, msg);
+}
+
+static void accept_done(sl_tag *tag, bool ok)
+{
+    accept_slot *a = (accept_slot *)tag;
+    if (ok && a->call != NULL)
+        route_call(a);
+    grpc_call_details_destroy(&a->details);
+    grpc_metadata_array_destroy(&a->metadata);
+    a->call = NULL;
+    if (ok && !atomic_load(&a->server->stopping))
+        arm_slot(a);
+}
+
+static void arm_slot(accept_slot *a)
+{
+    sl_grpc_server *s = a->server;
+    grpc_call_details_init(&a->details);
+    grpc_metadata_array_init(&a->metadata);
+    if (grpc_server_request_call(s->server, &a->call, &a->details, &a->metadata, s->cq, s->cq,
+                                 &a->tag) != GRPC_CALL_OK) {
+        grpc_call_details_destroy(&a->details);
+        grpc_metadata_array_destroy(&a->metadata);
+    }
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+    sl_grpc_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            sl_tag *tag = ev.tag;
+            tag->done(tag, ev.success != 0);
+        }
+    }
+    return NULL;
+}
+
+static void shutdown_done(sl_tag *tag, bool ok)
+{
+    sl_grpc_server *s = (sl_grpc_server *)((char *)tag - offsetof(sl_grpc_server, shutdown_tag));
+    (void)ok;
+    pthread_mutex_lock(&s->mu);
+    s->shutdown_done = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- life cycle --------------------------------------------------------------- */
+
+sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, size_t errlen)
+{
+    sl_grpc_server *s = calloc(1, sizeof(*s));
+    grpc_arg args[2];
+    grpc_channel_args chargs = {2, args};
+    grpc_server_credentials *creds;
+    int port;
+
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = (int)cfg->max_message_bytes;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    args[1].value.integer = (int)cfg->max_message_bytes;
+
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->nworkers = cfg->threads > 0 ? cfg->threads : 1;
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    s->server = grpc_server_create(&chargs, NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    creds = grpc_insecure_server_credentials_create();
+    port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
+    grpc_server_credentials_release(creds);
+    if (port == 0) {
+        snprintf(err, errlen, "cannot listen on %s (address in use or invalid)", cfg->listen);
+        grpc_server_destroy(s->server);
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(s->cq);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void sl_grpc_server_route(sl_grpc_server *s, const char *method, sl_rpc_handler handler,
+                          void *closure)
+{
+    if (s->nroutes == SL_MAX_ROUTES)
+        abort(); /* a programming error: raise SL_MAX_ROUTES */
+    s->routes[s->nroutes].method = strdup(method);
+    s->routes[s->nroutes].handler = handler;
+    s->routes[s->nroutes].closure = closure;
+    s->nroutes++;
+}
+
+void sl_grpc_server_start(sl_grpc_server *s)
+{
+    grpc_server_start(s->server);
+    for (int i = 0; i < SL_ACCEPT_SLOTS; i++) {
+        s->slots[i].tag.done = accept_done;
+        s->slots[i].server = s;
+        arm_slot(&s->slots[i]);
+    }
+    s->workers = calloc((size_t)s->nworkers, sizeof(pthread_t));
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_create(&s->workers[i], NULL, worker_main, s);
+}
+
+grpc_completion_queue *sl_grpc_server_cq(sl_grpc_server *s)
+{
+    return s->cq;
+}
+
+void sl_grpc_server_call_done(sl_grpc_server *s, grpc_call *call)
+{
+    grpc_call_unref(call);
+    pthread_mutex_lock(&s->mu);
+    s->active--;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sl_grpc_server_active_calls(sl_grpc_server *s)
+{
+    int n;
+    pthread_mutex_lock(&s->mu);
+    n = s->active;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* Waits until no call is active or until the monotonic time `until`
+ * (INT64_MAX: no limit). Returns the calls still active. */
+static int wait_calls(sl_grpc_server *s, int64_t until)
+{
+    int n;
+    pthread_mutex_lock(&s->mu);
+    while (s->active > 0 && sl_time_mono_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+    }
+    n = s->active;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void sl_grpc_server_stop(sl_grpc_server *s, int64_t grace_ms, sl_drain_fn drain, void *closure)
+{
+    int left;
+
+    atomic_store(&s->stopping, true);
+    s->shutdown_tag.done = shutdown_done;
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    if (drain != NULL)
+        drain(closure);
+    left = wait_calls(s, sl_time_mono_ms() + grace_ms);
+    if (left > 0) {
+        sl_log(SL_LOG_WARN, "grace period over with %d calls active; cancelling them", left);
+        grpc_server_cancel_all_calls(s->server);
+        wait_calls(s, INT64_MAX);
+    }
+    pthread_mutex_lock(&s->mu);
+    while (!s->shutdown_done)
+        pthread_cond_wait(&s->cond, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+
+    grpc_completion_queue_shutdown(s->cq);
+    for (int i = 0; i < s->nworkers; i++)
+        pthread_join(s->workers[i], NULL);
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+    for (int i = 0; i < s->nroutes; i++)
+        free(s->routes[i].method);
+    free(s->workers);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

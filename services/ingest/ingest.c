@@ -1,0 +1,713 @@
+/* ingest: see ingest.h.
+ *
+ * Call state. Every call is an ingest_call, reference-counted by what is
+ * outstanding on its behalf: each started gRPC batch and each publish whose
+ * PubAck has not come back holds one reference. The call is freed by whoever
+ * drops the last one, so nothing can complete into freed memory. The call's
+ * mutex guards its fields; completions arrive on gRPC workers and PubAcks on
+ * cnats' thread, in any order.
+ *
+ * Records in a call live in slots. A unary call has one, a batch one per
+ * record, a stream a ring of stream_window slots: a record takes the slot at
+ * `tail` when it is read, results leave from `head` in request order, and the
+ * next message is read only while the ring has room. That ring is the
+ * stream's backpressure. Across all calls, in_flight bounds the records
+ * published and not yet acknowledged (RESOURCE_EXHAUSTED beyond). */
+#include "ingest.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "sl_grpc_codes.h"
+#include "sl_log.h"
+#include "sl_time.h"
+
+#define METHOD_INGEST "/sluice.v1.IngestService/Ingest"
+#define METHOD_BATCH "/sluice.v1.IngestService/IngestBatch"
+#define METHOD_STREAM "/sluice.v1.IngestService/IngestStream"
+#define METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
+
+typedef enum rpc_kind { RPC_UNARY, RPC_BATCH, RPC_STREAM, RPC_HEALTH } rpc_kind;
+typedef enum slot_state { SLOT_FREE, SLOT_WAIT, SLOT_DONE } slot_state;
+
+typedef struct ingest_call ingest_call;
+
+typedef struct slot {
+    sl_js_pending pending;
+    ingest_call *call;
+    slot_state state;
+    int code; /* 0: stored; otherwise the gRPC status of this record */
+    uint64_t sequence;
+    bool duplicate;
+    char id[SL_RECORD_ID_MAX + 1];
+    char stream[64];
+    char message[384];
+} slot;
+
+struct ingest_service {
+    ingest_config cfg;
+    sl_grpc_server *srv;
+    sl_js *js;
+    atomic_long in_flight;
+    atomic_bool draining;
+    pthread_mutex_t mu; /* guards streams */
+    ingest_call *streams;
+};
+
+struct ingest_call {
+    sl_tag on_recv, on_send, on_close;
+    ingest_service *svc;
+    grpc_call *call;
+    rpc_kind kind;
+    pthread_mutex_t mu;
+    int refs;
+    grpc_byte_buffer *recv_buf;
+    grpc_byte_buffer *send_buf;
+    grpc_slice status_details;
+    bool has_status_details;
+    int cancelled; /* written by RECV_CLOSE_ON_SERVER */
+    bool metadata_sent, send_busy, recv_busy, reading_done, status_sent, dead;
+    int64_t deadline_ms;
+    char traceparent[128];
+    slot one; /* the unary call's slot */
+    slot *slots;
+    size_t nslots;
+    size_t head, tail, waiting;
+    ingest_call *prev, *next; /* svc->streams, for drain */
+};
+
+/* ---- reference counting and batches ---------------------------------------- */
+
+static void call_destroy(ingest_call *c)
+{
+    ingest_service *svc = c->svc;
+    if (c->kind == RPC_STREAM) {
+        pthread_mutex_lock(&svc->mu);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            svc->streams = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        pthread_mutex_unlock(&svc->mu);
+    }
+    if (c->has_status_details)
+        grpc_slice_unref(c->status_details);
+    if (c->recv_buf)
+        grpc_byte_buffer_destroy(c->recv_buf);
+    if (c->slots != &c->one)
+        free(c->slots);
+    pthread_mutex_destroy(&c->mu);
+    sl_grpc_server_call_done(svc->srv, c->call);
+    free(c);
+}
+
+/* Drops one reference and unlocks; frees the call if it was the last. */
+static void call_unref_unlock(ingest_call *c)
+{
+    bool last = --c->refs == 0;
+    pthread_mutex_unlock(&c->mu);
+    if (last)
+        call_destroy(c);
+}
+
+static bool start_batch_locked(ingest_call *c, grpc_op *ops, size_t n, sl_tag *tag)
+{
+    grpc_call_error e;
+    c->refs++;
+    e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        c->refs--;
+        c->dead = true;
+        sl_log(SL_LOG_ERROR, "grpc_call_start_batch failed: %d", (int)e);
+        return false;
+    }
+    return true;
+}
+
+static void post_recv_locked(ingest_call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv_buf;
+    c->recv_busy = start_batch_locked(c, &op, 1, &c->on_recv);
+}
+
+/* Sends body (may be NULL) and, when final, the status. body is consumed. */
+static void send_locked(ingest_call *c, uint8_t *body, size_t len, bool final, int code,
+                        const char *message)
+{
+    grpc_op ops[3];
+    size_t n = 0;
+
+    memset(ops, 0, sizeof(ops));
+    if (!c->metadata_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->metadata_sent = true;
+    }
+    if (body != NULL) {
+        c->send_buf = sl_grpc_bb_wrap(body, len);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->send_buf;
+    }
+    if (final) {
+        c->status_details = grpc_slice_from_copied_string(message ? message : "");
+        c->has_status_details = true;
+        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+        ops[n].data.send_status_from_server.status = (grpc_status_code)code;
+        ops[n++].data.send_status_from_server.status_details = &c->status_details;
+        c->status_sent = true;
+    }
+    c->send_busy = start_batch_locked(c, ops, n, &c->on_send);
+    if (!c->send_busy && c->send_buf != NULL) {
+        grpc_byte_buffer_destroy(c->send_buf);
+        c->send_buf = NULL;
+    }
+}
+
+static void send_status_locked(ingest_call *c, int code, const char *message)
+{
+    if (!c->status_sent && !c->dead)
+        send_locked(c, NULL, 0, true, code, message);
+}
+
+/* ---- one record -------------------------------------------------------------------- */
+
+static void on_puback(void *closure, const sl_js_ack *ack);
+
+static bool in_flight_acquire(ingest_service *svc)
+{
+    if (atomic_fetch_add(&svc->in_flight, 1) >= svc->cfg.max_in_flight) {
+        atomic_fetch_sub(&svc->in_flight, 1);
+        return false;
+    }
+    return true;
+}
+
+static void slot_fail(slot *s, int code, const char *message)
+{
+    s->state = SLOT_DONE;
+    s->code = code;
+    snprintf(s->message, sizeof(s->message), "%s", message);
+}
+
+/* Validates r and publishes it; the slot ends SLOT_DONE (answered now) or
+ * SLOT_WAIT (answered by on_puback). Called with c->mu held. */
+static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, const char *where)
+{
+    ingest_service *svc = c->svc;
+    int64_t now = sl_time_mono_ms(), timeout = svc->cfg.publish_timeout_ms;
+    natsMsg *msg = NULL;
+    char err[256];
+    int code;
+
+    memset(s, 0, offsetof(slot, message));
+    s->call = c;
+    s->state = SLOT_DONE;
+    s->message[0] = '\0';
+    if (r != NULL)
+        snprintf(s->id, sizeof(s->id), "%s", r->id);
+    code = sl_record_validate(r, &svc->cfg.limits, where, s->message, sizeof(s->message));
+    if (code != 0) {
+        s->code = code;
+        return;
+    }
+    if (s->id[0] == '\0')
+        sl_uuid_v7(s->id);
+    if (c->deadline_ms != INT64_MAX) {
+        if (c->deadline_ms - now <= 0)
+            return slot_fail(s, SL_GRPC_DEADLINE_EXCEEDED, "deadline passed before publish");
+        if (c->deadline_ms - now < timeout)
+            timeout = c->deadline_ms - now;
+    }
+    if (!in_flight_acquire(svc)) {
+        snprintf(err, sizeof(err), "too many records in flight (limit %lld); retry with backoff",
+                 (long long)svc->cfg.max_in_flight);
+        return slot_fail(s, SL_GRPC_RESOURCE_EXHAUSTED, err);
+    }
+    if (sl_record_to_msg(&msg, r, s->id, sl_time_now_ns(), c->traceparent, NULL) != NATS_OK) {
+        atomic_fetch_sub(&svc->in_flight, 1);
+        return slot_fail(s, SL_GRPC_INTERNAL, "out of memory building the message");
+    }
+    s->state = SLOT_WAIT;
+    c->waiting++;
+    c->refs++;
+    code = sl_js_publish(svc->js, msg, timeout, &s->pending, on_puback, s, err, sizeof(err));
+    if (code != 0) {
+        c->waiting--;
+        c->refs--;
+        atomic_fetch_sub(&svc->in_flight, 1);
+        slot_fail(s, code, err);
+    }
+}
+
+static void fill_response(Sluice__V1__IngestResponse *resp, slot *s)
+{
+    sluice__v1__ingest_response__init(resp);
+    resp->id = s->id;
+    resp->stream = s->stream;
+    resp->sequence = s->sequence;
+    resp->duplicate = s->duplicate;
+}
+
+/* Packs one slot as an IngestResult: the PubAck or the record's error. */
+static uint8_t *pack_result(slot *s, size_t *len)
+{
+    Sluice__V1__IngestResult res;
+    Sluice__V1__IngestResponse ack;
+    Google__Rpc__Status status;
+    uint8_t *buf;
+
+    sluice__v1__ingest_result__init(&res);
+    res.id = s->id;
+    if (s->code == 0) {
+        fill_response(&ack, s);
+        res.outcome_case = SLUICE__V1__INGEST_RESULT__OUTCOME_ACK;
+        res.ack = &ack;
+    } else {
+        google__rpc__status__init(&status);
+        status.code = s->code;
+        status.message = s->message;
+        res.outcome_case = SLUICE__V1__INGEST_RESULT__OUTCOME_ERROR;
+        res.error = &status;
+    }
+    *len = sluice__v1__ingest_result__get_packed_size(&res);
+    buf = malloc(*len ? *len : 1);
+    if (buf != NULL)
+        sluice__v1__ingest_result__pack(&res, buf);
+    return buf;
+}
+
+static void log_result(const slot *s)
+{
+    bson_t *f;
+    if (s->code == 0) {
+        f = sl_log_begin(SL_LOG_DEBUG, s->duplicate ? "record duplicate" : "record stored");
+        if (f == NULL)
+            return;
+        BSON_APPEND_UTF8(f, "id", s->id);
+        BSON_APPEND_INT64(f, "stream_seq", (int64_t)s->sequence);
+    } else {
+        f = sl_log_begin(s->code == SL_GRPC_INVALID_ARGUMENT ? SL_LOG_DEBUG : SL_LOG_WARN,
+                         "record rejected");
+        if (f == NULL)
+            return;
+        BSON_APPEND_UTF8(f, "id", s->id);
+        BSON_APPEND_UTF8(f, "code", sl_grpc_code_name(s->code));
+        BSON_APPEND_UTF8(f, "error", s->message);
+    }
+    sl_log_end(f);
+}
+
+/* ---- answering ------------------------------------------------------------------------ */
+
+static void answer_unary_locked(ingest_call *c)
+{
+    slot *s = &c->one;
+    Sluice__V1__IngestResponse resp;
+    uint8_t *buf;
+    size_t len;
+
+    log_result(s);
+    if (s->code != 0) {
+        send_status_locked(c, s->code, s->message);
+        return;
+    }
+    fill_response(&resp, s);
+    len = sluice__v1__ingest_response__get_packed_size(&resp);
+    buf = malloc(len ? len : 1);
+    if (buf == NULL) {
+        send_status_locked(c, SL_GRPC_INTERNAL, "out of memory");
+        return;
+    }
+    sluice__v1__ingest_response__pack(&resp, buf);
+    if (!c->dead)
+        send_locked(c, buf, len, true, SL_GRPC_OK, "");
+    else
+        free(buf);
+}
+
+static void answer_batch_locked(ingest_call *c)
+{
+    Sluice__V1__IngestBatchResponse resp;
+    Sluice__V1__IngestResult **results = calloc(c->nslots, sizeof(*results));
+    uint8_t **parts = calloc(c->nslots, sizeof(*parts));
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    bool ok = results != NULL && parts != NULL;
+
+    /* Each result is packed on its own and unpacked into the response: the
+     * simplest way to reuse pack_result's oneof handling. */
+    for (size_t i = 0; ok && i < c->nslots; i++) {
+        size_t plen;
+        log_result(&c->slots[i]);
+        parts[i] = pack_result(&c->slots[i], &plen);
+        results[i] = parts[i] ? sluice__v1__ingest_result__unpack(NULL, plen, parts[i]) : NULL;
+        ok = results[i] != NULL;
+    }
+    if (ok) {
+        sluice__v1__ingest_batch_response__init(&resp);
+        resp.n_results = c->nslots;
+        resp.results = results;
+        len = sluice__v1__ingest_batch_response__get_packed_size(&resp);
+        buf = malloc(len ? len : 1);
+        if (buf != NULL)
+            sluice__v1__ingest_batch_response__pack(&resp, buf);
+    }
+    for (size_t i = 0; results != NULL && i < c->nslots; i++) {
+        if (results[i] != NULL)
+            sluice__v1__ingest_result__free_unpacked(results[i], NULL);
+        free(parts ? parts[i] : NULL);
+    }
+    free(results);
+    free(parts);
+    if (buf == NULL)
+        send_status_locked(c, SL_GRPC_INTERNAL, "out of memory");
+    else if (!c->dead)
+        send_locked(c, buf, len, true, SL_GRPC_OK, "");
+    else
+        free(buf);
+}
+
+/* Moves a stream forward: sends the head result when it is ready, reads again
+ * when the window has room, and ends the call once everything read has been
+ * answered and reading is over. */
+static void pump_stream_locked(ingest_call *c)
+{
+    ingest_service *svc = c->svc;
+    bool draining = atomic_load(&svc->draining);
+
+    if (c->dead || c->status_sent || c->send_busy)
+        return;
+    if (c->head < c->tail) {
+        slot *s = &c->slots[c->head % c->nslots];
+        size_t len;
+        uint8_t *buf;
+        if (s->state != SLOT_DONE)
+            return;
+        log_result(s);
+        buf = pack_result(s, &len);
+        s->state = SLOT_FREE;
+        c->head++;
+        if (buf != NULL)
+            send_locked(c, buf, len, false, 0, NULL);
+        if (!c->recv_busy && !c->reading_done && !draining)
+            post_recv_locked(c);
+        return;
+    }
+    if (c->reading_done)
+        send_status_locked(c, SL_GRPC_OK, "");
+    else if (draining)
+        send_status_locked(c, SL_GRPC_UNAVAILABLE,
+                           "server shutting down: every result received is final; resend the "
+                           "records that got none (same ids are safe)");
+}
+
+/* cnats' PubAck thread. */
+static void on_puback(void *closure, const sl_js_ack *ack)
+{
+    slot *s = closure;
+    ingest_call *c = s->call;
+
+    atomic_fetch_sub(&c->svc->in_flight, 1);
+    pthread_mutex_lock(&c->mu);
+    s->state = SLOT_DONE;
+    c->waiting--;
+    if (ack->code != 0) {
+        s->code = ack->code;
+        snprintf(s->message, sizeof(s->message), "%s", ack->error);
+    } else {
+        s->sequence = ack->sequence;
+        s->duplicate = ack->duplicate;
+        snprintf(s->stream, sizeof(s->stream), "%s", ack->stream ? ack->stream : "");
+    }
+    if (c->kind == RPC_UNARY)
+        answer_unary_locked(c);
+    else if (c->kind == RPC_BATCH && c->waiting == 0)
+        answer_batch_locked(c);
+    else if (c->kind == RPC_STREAM)
+        pump_stream_locked(c);
+    call_unref_unlock(c);
+}
+
+/* ---- reading requests -------------------------------------------------------------------- */
+
+static void read_unary_locked(ingest_call *c, const uint8_t *data, size_t len)
+{
+    Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
+    if (req == NULL) {
+        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT,
+                           "request: not a valid sluice.v1.IngestRequest message");
+        return;
+    }
+    submit_locked(c, &c->one, req->record, "record");
+    if (c->one.state == SLOT_DONE)
+        answer_unary_locked(c);
+    sluice__v1__ingest_request__free_unpacked(req, NULL);
+}
+
+static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
+{
+    Sluice__V1__IngestBatchRequest *req = sluice__v1__ingest_batch_request__unpack(NULL, len, data);
+    char msg[128];
+
+    if (req == NULL) {
+        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT,
+                           "request: not a valid sluice.v1.IngestBatchRequest message");
+        return;
+    }
+    if (req->n_records == 0 || req->n_records > (size_t)c->svc->cfg.max_batch) {
+        snprintf(msg, sizeof(msg), "records: must hold 1 to %lld records (got %zu)",
+                 (long long)c->svc->cfg.max_batch, req->n_records);
+        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT, msg);
+    } else if ((c->slots = calloc(req->n_records, sizeof(slot))) == NULL) {
+        send_status_locked(c, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    } else {
+        c->nslots = req->n_records;
+        for (size_t i = 0; i < req->n_records; i++) {
+            snprintf(msg, sizeof(msg), "records[%zu]", i);
+            submit_locked(c, &c->slots[i], req->records[i], msg);
+        }
+        if (c->waiting == 0)
+            answer_batch_locked(c);
+    }
+    sluice__v1__ingest_batch_request__free_unpacked(req, NULL);
+}
+
+static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
+{
+    Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
+    slot *s = &c->slots[c->tail % c->nslots];
+
+    c->tail++;
+    if (req == NULL) {
+        memset(s, 0, sizeof(*s));
+        slot_fail(s, SL_GRPC_INVALID_ARGUMENT, "request: not a valid sluice.v1.IngestRequest message");
+    } else {
+        submit_locked(c, s, req->record, "record");
+        sluice__v1__ingest_request__free_unpacked(req, NULL);
+    }
+    if (!c->reading_done && !atomic_load(&c->svc->draining) && c->tail - c->head < c->nslots)
+        post_recv_locked(c);
+}
+
+static void read_health_locked(ingest_call *c, const uint8_t *data, size_t len)
+{
+    Grpc__Health__V1__HealthCheckRequest *req =
+        grpc__health__v1__health_check_request__unpack(NULL, len, data);
+    Grpc__Health__V1__HealthCheckResponse resp;
+    uint8_t *buf;
+    size_t n;
+
+    if (req == NULL) {
+        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT, "request: not a HealthCheckRequest");
+        return;
+    }
+    if (req->service[0] != '\0' && strcmp(req->service, "sluice.v1.IngestService") != 0) {
+        send_status_locked(c, SL_GRPC_NOT_FOUND, "unknown service");
+    } else {
+        grpc__health__v1__health_check_response__init(&resp);
+        resp.status = !atomic_load(&c->svc->draining) && sl_js_ready(c->svc->js)
+                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+        n = grpc__health__v1__health_check_response__get_packed_size(&resp);
+        buf = malloc(n ? n : 1);
+        if (buf != NULL) {
+            grpc__health__v1__health_check_response__pack(&resp, buf);
+            send_locked(c, buf, n, true, SL_GRPC_OK, "");
+        }
+    }
+    grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+}
+
+/* gRPC worker: a RECV_MESSAGE completed. */
+static void on_recv(sl_tag *tag, bool ok)
+{
+    ingest_call *c = (ingest_call *)((char *)tag - offsetof(ingest_call, on_recv));
+    grpc_byte_buffer *bb;
+    uint8_t *data;
+    size_t len = 0;
+
+    pthread_mutex_lock(&c->mu);
+    c->recv_busy = false;
+    bb = c->recv_buf;
+    c->recv_buf = NULL;
+    if (!ok || bb == NULL || c->status_sent) {
+        /* the client half-closed (bb == NULL) or the call is gone (!ok) */
+        if (bb != NULL)
+            grpc_byte_buffer_destroy(bb);
+        c->reading_done = true;
+        if (!ok)
+            c->dead = true;
+        if (c->kind == RPC_STREAM)
+            pump_stream_locked(c);
+        else if (ok && !c->status_sent)
+            send_status_locked(c, SL_GRPC_INVALID_ARGUMENT, "request: message required");
+        call_unref_unlock(c);
+        return;
+    }
+    data = sl_grpc_bb_take(bb, &len);
+    if (data == NULL) {
+        send_status_locked(c, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    } else if (c->kind == RPC_UNARY) {
+        read_unary_locked(c, data, len);
+    } else if (c->kind == RPC_BATCH) {
+        read_batch_locked(c, data, len);
+    } else if (c->kind == RPC_HEALTH) {
+        read_health_locked(c, data, len);
+    } else {
+        read_stream_locked(c, data, len);
+        pump_stream_locked(c);
+    }
+    free(data);
+    call_unref_unlock(c);
+}
+
+/* gRPC worker: a send batch completed. */
+static void on_send(sl_tag *tag, bool ok)
+{
+    ingest_call *c = (ingest_call *)((char *)tag - offsetof(ingest_call, on_send));
+    pthread_mutex_lock(&c->mu);
+    c->send_busy = false;
+    if (c->send_buf != NULL) {
+        grpc_byte_buffer_destroy(c->send_buf);
+        c->send_buf = NULL;
+    }
+    if (!ok)
+        c->dead = true;
+    if (c->kind == RPC_STREAM)
+        pump_stream_locked(c);
+    call_unref_unlock(c);
+}
+
+/* gRPC worker: the call is over for the client (status sent or cancelled). */
+static void on_close(sl_tag *tag, bool ok)
+{
+    ingest_call *c = (ingest_call *)((char *)tag - offsetof(ingest_call, on_close));
+    (void)ok;
+    pthread_mutex_lock(&c->mu);
+    if (c->cancelled)
+        c->dead = true;
+    call_unref_unlock(c);
+}
+
+/* ---- accepting calls --------------------------------------------------------------------- */
+
+static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind kind)
+{
+    ingest_call *c = calloc(1, sizeof(*c));
+    grpc_op op;
+
+    if (c == NULL) {
+        sl_grpc_reply_status(svc->srv, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                             "out of memory");
+        return;
+    }
+    c->on_recv.done = on_recv;
+    c->on_send.done = on_send;
+    c->on_close.done = on_close;
+    c->svc = svc;
+    c->call = start->call;
+    c->kind = kind;
+    c->deadline_ms = start->deadline_ms;
+    c->slots = &c->one;
+    c->nslots = 1;
+    pthread_mutex_init(&c->mu, NULL);
+    sl_grpc_md_get(start->metadata, "traceparent", c->traceparent, sizeof(c->traceparent));
+
+    if (kind == RPC_STREAM) {
+        c->nslots = (size_t)svc->cfg.stream_window;
+        c->slots = calloc(c->nslots, sizeof(slot));
+        if (c->slots == NULL) {
+            free(c);
+            sl_grpc_reply_status(svc->srv, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                 "out of memory");
+            return;
+        }
+        pthread_mutex_lock(&svc->mu);
+        c->next = svc->streams;
+        if (c->next)
+            c->next->prev = c;
+        svc->streams = c;
+        pthread_mutex_unlock(&svc->mu);
+    }
+
+    pthread_mutex_lock(&c->mu);
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    c->refs++; /* held until the first batches are started */
+    start_batch_locked(c, &op, 1, &c->on_close);
+    post_recv_locked(c);
+    call_unref_unlock(c);
+}
+
+static void handle_ingest(void *svc, const sl_rpc_start *start)
+{
+    accept_call(svc, start, RPC_UNARY);
+}
+
+static void handle_batch(void *svc, const sl_rpc_start *start)
+{
+    accept_call(svc, start, RPC_BATCH);
+}
+
+static void handle_stream(void *svc, const sl_rpc_start *start)
+{
+    accept_call(svc, start, RPC_STREAM);
+}
+
+static void handle_health(void *svc, const sl_rpc_start *start)
+{
+    accept_call(svc, start, RPC_HEALTH);
+}
+
+/* ---- the service ---------------------------------------------------------------------------- */
+
+ingest_service *ingest_service_new(const ingest_config *cfg, sl_grpc_server *srv, sl_js *js)
+{
+    ingest_service *svc = calloc(1, sizeof(*svc));
+    if (svc == NULL)
+        return NULL;
+    svc->cfg = *cfg;
+    svc->srv = srv;
+    svc->js = js;
+    pthread_mutex_init(&svc->mu, NULL);
+    sl_grpc_server_route(srv, METHOD_INGEST, handle_ingest, svc);
+    sl_grpc_server_route(srv, METHOD_BATCH, handle_batch, svc);
+    sl_grpc_server_route(srv, METHOD_STREAM, handle_stream, svc);
+    sl_grpc_server_route(srv, METHOD_HEALTH_CHECK, handle_health, svc);
+    return svc;
+}
+
+void ingest_service_drain(void *service)
+{
+    ingest_service *svc = service;
+    atomic_store(&svc->draining, true);
+    pthread_mutex_lock(&svc->mu);
+    for (ingest_call *c = svc->streams; c != NULL; c = c->next) {
+        pthread_mutex_lock(&c->mu);
+        if (c->refs > 0)
+            pump_stream_locked(c);
+        pthread_mutex_unlock(&c->mu);
+    }
+    pthread_mutex_unlock(&svc->mu);
+}
+
+int64_t ingest_service_in_flight(ingest_service *svc)
+{
+    return atomic_load(&svc->in_flight);
+}
+
+void ingest_service_free(ingest_service *svc)
+{
+    if (svc == NULL)
+        return;
+    pthread_mutex_destroy(&svc->mu);
+    free(svc);
+}

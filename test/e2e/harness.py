@@ -1,0 +1,206 @@
+"""Real servers and real Sluice processes for the end-to-end tests.
+
+Every server runs on a free loopback port with its own temporary directory and
+is stopped by the fixture that started it. Nothing here fakes a broker or a
+database: NatsServer is nats-server with JetStream, FerretDB is FerretDB on
+SQLite, and Service runs one of the Sluice binaries.
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TOOLS = ROOT / ".tools" / "bin"
+BUILD = pathlib.Path(os.environ.get("SLUICE_BUILD_DIR", ROOT / "build"))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=15.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open within {timeout}s")
+
+
+def wait_until(pred, timeout=20.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
+
+
+class Proc:
+    """A child process whose output goes to a log file kept for failures."""
+
+    def __init__(self, name, argv, env=None, workdir=None):
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"sluice-{name}-")
+        self.log_path = pathlib.Path(self.workdir) / f"{name}.log"
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                     env=self.env, cwd=self.workdir)
+        log.close()
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.running():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout=30):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if not self.running():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=5)
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class NatsServer(Proc):
+    """nats-server with JetStream on a temporary store, sync_interval always
+    (the shipped single-node configuration) unless sync says otherwise."""
+
+    def __init__(self, sync="always", port=None):
+        super().__init__("nats", [])
+        self.port = port or free_port()
+        self.store = pathlib.Path(self.workdir) / "jetstream"
+        conf = pathlib.Path(self.workdir) / "nats.conf"
+        sync_line = f"  sync_interval: {sync}\n" if sync else ""
+        conf.write_text(
+            f"listen: 127.0.0.1:{self.port}\n"
+            "max_payload: 8MB\n"
+            "jetstream {\n"
+            f"  store_dir: \"{self.store}\"\n"
+            f"{sync_line}"
+            "}\n")
+        self.argv = [str(TOOLS / "nats-server"), "-c", str(conf)]
+
+    @property
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self):
+        super().start()
+        wait_port(self.port, proc=self.proc)
+        return self
+
+
+class FerretDB(Proc):
+    """FerretDB with its SQLite backend: the MongoDB wire protocol for tests."""
+
+    def __init__(self, port=None):
+        super().__init__("ferretdb", [])
+        self.port = port or free_port()
+        data = pathlib.Path(self.workdir) / "data"
+        data.mkdir(exist_ok=True)
+        self.argv = [str(TOOLS / "ferretdb"), "--handler=sqlite",
+                     f"--sqlite-url=file:{data}/", f"--listen-addr=127.0.0.1:{self.port}",
+                     "--debug-addr=-", "--telemetry=disable", "--log-level=warn",
+                     f"--state-dir={self.workdir}"]
+
+    def uri(self, db="sluice"):
+        return f"mongodb://127.0.0.1:{self.port}/{db}"
+
+    def start(self):
+        super().start()
+        wait_port(self.port, proc=self.proc)
+        return self
+
+
+def service_binary(name):
+    path = BUILD / "services" / name / f"sluice-{name}"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not built; run scripts/setup.sh")
+    return str(path)
+
+
+class Service(Proc):
+    """One Sluice binary (ingest, transform or audit) with flags."""
+
+    def __init__(self, name, args, env_extra=None):
+        env = dict(os.environ)
+        # Only the flags given here configure the service under test.
+        for k in list(env):
+            if k.startswith("SLUICE_") or k in ("NATS_URL", "MONGODB_URI"):
+                del env[k]
+        env.update(env_extra or {})
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        super().__init__(name, [service_binary(name)] + list(args), env=env)
+
+
+class Ingest(Service):
+    def __init__(self, nats_url, *extra, port=None, metrics_port=None):
+        self.port = port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        args = [f"--listen=127.0.0.1:{self.port}", f"--nats-url={nats_url}",
+                f"--metrics-listen=127.0.0.1:{self.metrics_port}", "--log-level=debug"]
+        super().__init__("ingest", args + list(extra))
+
+    @property
+    def target(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        super().start()
+        wait_port(self.port, proc=self.proc)
+        return self
+
+
+def generate_python_stubs(out_dir):
+    """Compiles proto/ into Python modules with grpcio-tools; returns out_dir."""
+    from grpc_tools import protoc
+    import grpc_tools
+
+    wkt = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    protos = ["sluice/v1/ingest.proto", "google/rpc/status.proto",
+              "grpc/health/v1/health.proto"]
+    rc = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{wkt}",
+                      f"--python_out={out_dir}", f"--grpc_python_out={out_dir}"] + protos)
+    if rc != 0:
+        raise RuntimeError("protoc failed")
+    if str(out_dir) not in sys.path:
+        sys.path.insert(0, str(out_dir))
+    return out_dir
