@@ -8,6 +8,7 @@
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -60,6 +61,30 @@ struct sl_grpc_server {
     int active;
     bool shutdown_done;
 };
+
+/* ---- gRPC core's own logs ------------------------------------------------
+ * gRPC core logs through gpr_log; its lines become Sluice's JSON lines. While
+ * the server binds, its errors are demoted to debug: a failed bind is reported
+ * once, by the caller, as one clear line. */
+
+static atomic_bool quiet_grpc_logs;
+
+static void grpc_log_to_sl(gpr_log_func_args *args)
+{
+    sl_log_level level = args->severity == GPR_LOG_SEVERITY_ERROR ? SL_LOG_WARN
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? SL_LOG_INFO
+                                                                    : SL_LOG_DEBUG;
+    bson_t *f;
+    if (atomic_load(&quiet_grpc_logs))
+        level = SL_LOG_DEBUG;
+    f = sl_log_begin(level, args->message);
+    if (f == NULL)
+        return;
+    BSON_APPEND_UTF8(f, "component", "grpc");
+    BSON_APPEND_UTF8(f, "file", args->file);
+    BSON_APPEND_INT32(f, "line", args->line);
+    sl_log_end(f);
+}
 
 /* ---- byte buffers and metadata ------------------------------------------ */
 
@@ -267,6 +292,7 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
     args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[1].value.integer = (int)cfg->max_message_bytes;
 
+    gpr_set_log_function(grpc_log_to_sl);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->nworkers = cfg->threads > 0 ? cfg->threads : 1;
@@ -274,7 +300,9 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
     s->server = grpc_server_create(&chargs, NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     creds = grpc_insecure_server_credentials_create();
+    atomic_store(&quiet_grpc_logs, true);
     port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
+    atomic_store(&quiet_grpc_logs, false);
     grpc_server_credentials_release(creds);
     if (port == 0) {
         snprintf(err, errlen, "cannot listen on %s (address in use or invalid)", cfg->listen);

@@ -55,10 +55,37 @@ bool sl_record_type_valid(const char *type)
     return n > 0 && token > 0;
 }
 
+/* Reads exactly one JSON document with libbson's streaming reader: a second
+ * document after the first ("{}{}") is refused too. */
+static bool parse_one_document(const uint8_t *payload, size_t len, char *why, size_t whylen)
+{
+    bson_json_reader_t *reader = bson_json_data_reader_new(true, len);
+    bson_error_t error;
+    bson_t doc = BSON_INITIALIZER;
+    bool ok = false;
+
+    bson_json_data_reader_ingest(reader, payload, len);
+    switch (bson_json_reader_read(reader, &doc, &error)) {
+    case 1:
+        bson_reinit(&doc);
+        ok = bson_json_reader_read(reader, &doc, &error) == 0;
+        if (!ok)
+            snprintf(why, whylen, "more than one JSON value");
+        break;
+    case 0:
+        snprintf(why, whylen, "empty");
+        break;
+    default:
+        snprintf(why, whylen, "%s", error.message);
+        break;
+    }
+    bson_destroy(&doc);
+    bson_json_reader_destroy(reader);
+    return ok;
+}
+
 bool sl_record_payload_is_object(const uint8_t *payload, size_t len, char *why, size_t whylen)
 {
-    bson_error_t error;
-    bson_t doc;
     size_t i = 0;
 
     if (!bson_utf8_validate((const char *)payload, len, false)) {
@@ -74,12 +101,7 @@ bool sl_record_payload_is_object(const uint8_t *payload, size_t len, char *why, 
         snprintf(why, whylen, "not a JSON object");
         return false;
     }
-    if (!bson_init_from_json(&doc, (const char *)payload, (ssize_t)len, &error)) {
-        snprintf(why, whylen, "%s", error.message);
-        return false;
-    }
-    bson_destroy(&doc);
-    return true;
+    return parse_one_document(payload, len, why, whylen);
 }
 
 static bool has_control(const char *s)

@@ -23,8 +23,8 @@ def pb(tmp_path_factory):
         ingest = importlib.import_module("sluice.v1.ingest_pb2")
         ingest_grpc = importlib.import_module("sluice.v1.ingest_pb2_grpc")
         status = importlib.import_module("google.rpc.status_pb2")
-        health = importlib.import_module("grpc.health.v1.health_pb2")
-        health_grpc = importlib.import_module("grpc.health.v1.health_pb2_grpc")
+        health = importlib.import_module("grpc_health.v1.health_pb2")
+        health_grpc = importlib.import_module("grpc_health.v1.health_pb2_grpc")
 
     return Modules
 

@@ -71,7 +71,7 @@ class Proc:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         if self.running():
             self.proc.send_signal(sig)
 
@@ -195,8 +195,9 @@ def generate_python_stubs(out_dir):
     import grpc_tools
 
     wkt = pathlib.Path(grpc_tools.__file__).parent / "_proto"
-    protos = ["sluice/v1/ingest.proto", "google/rpc/status.proto",
-              "grpc/health/v1/health.proto"]
+    # grpc.health.v1 comes from grpcio-health-checking (the grpc_health
+    # package): generating it here would shadow the grpc package itself.
+    protos = ["sluice/v1/ingest.proto", "google/rpc/status.proto"]
     rc = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{wkt}",
                       f"--python_out={out_dir}", f"--grpc_python_out={out_dir}"] + protos)
     if rc != 0:
