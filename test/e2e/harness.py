@@ -99,23 +99,21 @@ class Proc:
 
 
 class NatsServer(Proc):
-    """nats-server with JetStream on a temporary store, sync_interval always
-    (the shipped single-node configuration) unless sync says otherwise."""
+    """nats-server with JetStream on a temporary store. By default it runs the
+    shipped configuration (deploy/local/nats.conf: sync_interval always);
+    sync=None runs the server's own default fsync policy instead."""
 
     def __init__(self, sync="always", port=None):
         super().__init__("nats", [])
         self.port = port or free_port()
-        self.store = pathlib.Path(self.workdir) / "jetstream"
-        conf = pathlib.Path(self.workdir) / "nats.conf"
-        sync_line = f"  sync_interval: {sync}\n" if sync else ""
-        conf.write_text(
-            f"listen: 127.0.0.1:{self.port}\n"
-            "max_payload: 8MB\n"
-            "jetstream {\n"
-            f"  store_dir: \"{self.store}\"\n"
-            f"{sync_line}"
-            "}\n")
-        self.argv = [str(TOOLS / "nats-server"), "-c", str(conf)]
+        self.store = pathlib.Path(self.workdir) / "store"
+        if sync == "always":
+            conf = ROOT / "deploy" / "local" / "nats.conf"
+        else:
+            conf = pathlib.Path(self.workdir) / "nats.conf"
+            conf.write_text("max_payload: 8MB\njetstream {}\n")
+        self.argv = [str(TOOLS / "nats-server"), "-c", str(conf), "-a", "127.0.0.1",
+                     "-p", str(self.port), "-sd", str(self.store)]
 
     @property
     def url(self):

@@ -1,0 +1,29 @@
+# The two commands a newcomer needs, and a few more.
+#   make up     run the whole pipeline locally (nats-server, FerretDB, the three services)
+#   make test   install what is missing, build, and run every test (also under ASan/UBSan)
+.PHONY: up test test-fast build bench demo k8s clean
+
+up:
+	bash scripts/run-local.sh
+
+test:
+	bash scripts/test.sh
+
+# Unit and end-to-end tests on the normal build only.
+test-fast:
+	SLUICE_TEST_SANITIZE=0 bash scripts/test.sh
+
+build:
+	bash scripts/setup.sh
+
+bench:
+	bash bench/run.sh
+
+demo:
+	bash scripts/demo.sh
+
+k8s:
+	bash deploy/k8s/check.sh
+
+clean:
+	rm -rf build build-asan .run bench/results

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs the whole pipeline on this machine, on embedded defaults:
+#   nats-server (JetStream on .run/nats), FerretDB on SQLite (.run/ferretdb) as
+#   the MongoDB, and sluice-ingest, sluice-transform and sluice-audit.
+# Stays in the foreground; Ctrl-C (or SIGTERM) stops everything in order.
+# Ports: gRPC 50051, NATS 4222, MongoDB wire 27017, metrics 9090/9091/9092
+# (override with SLUICE_LISTEN, SLUICE_NATS_PORT, SLUICE_MONGO_PORT).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh
+
+build="${SLUICE_BUILD_DIR:-$root/build}"
+run="$root/.run"
+mkdir -p "$run/nats" "$run/ferretdb" "$run/logs"
+
+nats_port="${SLUICE_NATS_PORT:-4222}"
+mongo_port="${SLUICE_MONGO_PORT:-27017}"
+listen="${SLUICE_LISTEN:-127.0.0.1:50051}"
+nats_url="nats://127.0.0.1:$nats_port"
+mongo_uri="mongodb://127.0.0.1:$mongo_port/sluice"
+rules="${SLUICE_TRANSFORM_RULES:-$root/deploy/local/transform-rules.json}"
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo "stopping..."
+  # Services first (they finish what they hold), then the servers.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    kill -TERM "${pids[$i]}" 2>/dev/null || true
+    wait "${pids[$i]}" 2>/dev/null || true
+  done
+  echo "stopped; data stays in .run/ (delete it for a fresh start)"
+}
+trap stop_all INT TERM EXIT
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "port $1 did not open; see .run/logs" >&2
+  return 1
+}
+
+start() { # name, command...
+  local name=$1; shift
+  "$@" >>"$run/logs/$name.log" 2>&1 &
+  pids+=($!)
+  echo "started $name (pid $!, log .run/logs/$name.log)"
+}
+
+start nats-server .tools/bin/nats-server -c deploy/local/nats.conf -a 127.0.0.1 \
+  -p "$nats_port" -sd "$run/nats"
+wait_port "$nats_port"
+start ferretdb .tools/bin/ferretdb --handler=sqlite --sqlite-url="file:$run/ferretdb/" \
+  --listen-addr="127.0.0.1:$mongo_port" --debug-addr=- --telemetry=disable \
+  --state-dir="$run/ferretdb" --log-level=warn
+wait_port "$mongo_port"
+
+start sluice-ingest "$build/services/ingest/sluice-ingest" --listen="$listen" \
+  --nats-url="$nats_url" --metrics-listen=127.0.0.1:9090
+wait_port "${listen##*:}"
+if [ -x "$build/services/transform/sluice-transform" ]; then
+  start sluice-transform "$build/services/transform/sluice-transform" --nats-url="$nats_url" \
+    --mongodb-uri="$mongo_uri" --transform-rules="$rules" --metrics-listen=127.0.0.1:9091
+fi
+if [ -x "$build/services/audit/sluice-audit" ]; then
+  start sluice-audit "$build/services/audit/sluice-audit" --nats-url="$nats_url" \
+    --mongodb-uri="$mongo_uri" --metrics-listen=127.0.0.1:9092
+fi
+
+cat <<MSG
+
+Sluice is up.
+  gRPC    $listen   (grpcurl -plaintext $listen list)
+  NATS    $nats_url
+  MongoDB $mongo_uri
+  metrics http://127.0.0.1:9090/metrics (ingest), :9091 (transform), :9092 (audit)
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
+echo "a process exited; see .run/logs" >&2

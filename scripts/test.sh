@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The test command (make test, and CI): installs what is missing, builds, then
+#   1. C unit tests (CTest) and end-to-end tests (pytest) on the normal build;
+#   2. the same again on an AddressSanitizer + UndefinedBehaviorSanitizer build;
+#   3. the Kubernetes manifests rendered and validated offline;
+#   4. buf lint on proto/.
+# Every test starts and stops the servers it needs (nats-server, FerretDB) on
+# free loopback ports. Exits non-zero on the first failing stage; the last
+# line sums up the stages.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup.sh
+
+py="$root/.venv/bin/python"
+passed=0
+failed=0
+stage() { # name, command...
+  local name=$1; shift
+  echo
+  echo "=== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "=== $name FAILED"
+    echo "stages: $passed passed, $failed failed"
+    exit 1
+  fi
+}
+
+run_suite() { # build dir
+  local dir=$1
+  ctest --test-dir "$dir" --output-on-failure &&
+    SLUICE_BUILD_DIR="$dir" "$py" -m pytest -q -p no:cacheprovider "$root/test/e2e"
+}
+
+stage "unit + end-to-end (build)" run_suite "$root/build"
+
+if [ "${SLUICE_TEST_SANITIZE:-1}" = 1 ]; then
+  SLUICE_BUILD_DIR="$root/build-asan" SLUICE_BUILD_TYPE=Debug SLUICE_SANITIZE=ON \
+    bash scripts/setup.sh
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=23"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  export LSAN_OPTIONS="suppressions=$root/test/lsan.supp:print_suppressions=0"
+  stage "unit + end-to-end (ASan+UBSan build)" run_suite "$root/build-asan"
+fi
+
+if [ -f deploy/k8s/check.sh ]; then
+  stage "kubernetes manifests" bash deploy/k8s/check.sh
+fi
+stage "buf lint" bash -c "cd proto && '$root/.tools/bin/buf' lint"
+
+echo
+echo "stages: $passed passed, $failed failed"
