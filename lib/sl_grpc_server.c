@@ -19,7 +19,7 @@
 #include "sl_log.h"
 #include "sl_time.h"
 
-#define SL_ACCEPT_SLOTS 32
+#define SL_ACCEPT_SLOTS 128
 #define SL_MAX_ROUTES 16
 
 typedef struct route {

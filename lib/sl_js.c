@@ -13,6 +13,7 @@
 
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
+#include "sl_time.h"
 
 struct sl_js {
     sl_js_config cfg;
@@ -25,6 +26,7 @@ struct sl_js {
     bool stopping;
     bool stream_ok;
     bool kick; /* provision again: set on (re)connect */
+    bool closed; /* cnats' last callback has run */
 
     sl_js_pending **buckets;
     size_t nbuckets; /* a power of two */
@@ -84,6 +86,8 @@ static void ack_error(sl_js_ack *ack, const jsPubAckErr *pae, char *buf, size_t 
     ack->error = buf;
 }
 
+static void kick_provisioner(sl_js *js, bool lost_stream);
+
 /* cnats' PubAck thread. */
 static void on_puback(jsCtx *ctx, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
 {
@@ -100,6 +104,8 @@ static void on_puback(jsCtx *ctx, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
             ack.duplicate = pa->Duplicate;
         } else {
             ack_error(&ack, pae, err, sizeof(err));
+            if (pae->Err == NATS_NO_RESPONDERS)
+                kick_provisioner(js, true); /* the stream is gone: create it again */
         }
         p->cb(p->closure, &ack);
     }
@@ -267,9 +273,24 @@ static void on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
     sl_js *js = closure;
-    sl_log(SL_LOG_WARN, "disconnected from NATS; reconnecting");
+    bool stopping;
     pthread_mutex_lock(&js->mu);
     js->stream_ok = false;
+    stopping = js->stopping;
+    pthread_mutex_unlock(&js->mu);
+    if (!stopping)
+        sl_log(SL_LOG_WARN, "disconnected from NATS; reconnecting");
+}
+
+/* The last callback cnats makes for a connection: sl_js_close waits for it
+ * before freeing what the callbacks use. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    sl_js *js = closure;
+    pthread_mutex_lock(&js->mu);
+    js->closed = true;
+    pthread_cond_broadcast(&js->cond);
     pthread_mutex_unlock(&js->mu);
 }
 
@@ -303,6 +324,8 @@ static natsStatus connect_nats(sl_js *js)
         s = natsOptions_SetDisconnectedCB(opts, on_disconnected, js);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(opts, on_reconnected, js);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(opts, on_closed, js);
     if (s == NATS_OK) {
         s = natsConnection_Connect(&js->nc, opts);
         if (s == NATS_NOT_YET_CONNECTED) {
@@ -367,8 +390,13 @@ void sl_js_close(sl_js *js)
     pthread_mutex_unlock(&js->mu);
     if (js->provisioner)
         pthread_join(js->provisioner, NULL);
-    if (js->nc != NULL)
+    if (js->nc != NULL) {
         natsConnection_Close(js->nc);
+        pthread_mutex_lock(&js->mu);
+        while (!js->closed)
+            pthread_cond_wait(&js->cond, &js->mu);
+        pthread_mutex_unlock(&js->mu);
+    }
     jsCtx_Destroy(js->ctx);
     natsConnection_Destroy(js->nc);
     pthread_cond_destroy(&js->cond);
@@ -389,6 +417,17 @@ bool sl_js_ready(sl_js *js)
     ok = js->stream_ok;
     pthread_mutex_unlock(&js->mu);
     return ok && sl_js_connected(js);
+}
+
+bool sl_js_wait_ready(sl_js *js, int64_t timeout_ms)
+{
+    int64_t until = sl_time_mono_ms() + timeout_ms;
+    while (!sl_js_ready(js)) {
+        if (sl_time_mono_ms() >= until)
+            return false;
+        nats_Sleep(20);
+    }
+    return true;
 }
 
 natsConnection *sl_js_conn(sl_js *js)

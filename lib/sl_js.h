@@ -70,6 +70,9 @@ void sl_js_close(sl_js *js);
 bool sl_js_connected(sl_js *js);
 bool sl_js_ready(sl_js *js);
 
+/* Waits up to timeout_ms for sl_js_ready; returns its last answer. */
+bool sl_js_wait_ready(sl_js *js, int64_t timeout_ms);
+
 /* Publishes msg (always consumed) and calls cb(closure, ack) once when the
  * PubAck, an error or timeout_ms passed. Returns 0 when the message is on its
  * way; otherwise a gRPC status code, with nothing in flight and no callback

@@ -161,6 +161,10 @@ static int run(void)
         grpc_shutdown();
         return fail(err);
     }
+    /* Serve once the stream is there, so the first call does not race its
+     * creation; without NATS, serve anyway (health says NOT_SERVING). */
+    if (!sl_js_wait_ready(js, 5000))
+        sl_log(SL_LOG_WARN, "JetStream not ready yet; serving, calls fail UNAVAILABLE until it is");
     svc = ingest_service_new(&ic, srv, js);
     sl_grpc_server_start(srv);
     sl_log(SL_LOG_INFO, "listening on %s (%lld threads), NATS %s, stream %s", cfg.listen,

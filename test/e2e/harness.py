@@ -17,7 +17,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "bin"
-BUILD = pathlib.Path(os.environ.get("SLUICE_BUILD_DIR", ROOT / "build"))
+BUILD = pathlib.Path(os.environ.get("SLUICE_BUILD_DIR", ROOT / "build")).resolve()
 
 
 def free_port():

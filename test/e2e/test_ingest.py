@@ -449,10 +449,12 @@ def test_sigterm_answers_calls_in_flight(pb, nats_server, run):
     assert time.monotonic() - t0 < 11
 
     oks = [r for r in results if r[0] == "ok"]
+    others = [r for r in results if r[0] != "ok"]
     assert len(oks) > 0
-    # Calls not answered with an ack were refused as the server went away,
-    # never left hanging or failed otherwise.
-    assert {r[0] for r in results} <= {"ok", "UNAVAILABLE"}, {r[0] for r in results}
+    # Calls not acknowledged were refused as the server went away: UNAVAILABLE,
+    # or CANCELLED for a call gRPC core had received but not yet handed to
+    # the service when shutdown began. Never anything else, never a hang.
+    assert {r[0] for r in others} <= {"UNAVAILABLE", "CANCELLED"}, others[:5]
     # The open stream got a result for every record it sent before the end,
     # then UNAVAILABLE.
     acked_stream = [r for r in stream_results if not isinstance(r, grpc.StatusCode)]
@@ -461,6 +463,10 @@ def test_sigterm_answers_calls_in_flight(pb, nats_server, run):
     ids = set(run(all_stream_ids(nats_server.url)))
     for _, rid, _ in oks:
         assert rid in ids
+    # ...and none of them had been taken by the service: a record that reached
+    # the stream was always answered.
+    for _, rid, _ in others:
+        assert rid not in ids, rid
     for r in acked_stream:
         assert r.WhichOneof("outcome") == "ack" and r.id in ids
     ch.close()
