@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grpc/health/v1/health.pb-c.h"
+#include "sl_grpc_call.h"
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
 #include "sl_time.h"
@@ -29,9 +29,8 @@
 #define METHOD_INGEST "/sluice.v1.IngestService/Ingest"
 #define METHOD_BATCH "/sluice.v1.IngestService/IngestBatch"
 #define METHOD_STREAM "/sluice.v1.IngestService/IngestStream"
-#define METHOD_HEALTH_CHECK "/grpc.health.v1.Health/Check"
 
-typedef enum rpc_kind { RPC_UNARY, RPC_BATCH, RPC_STREAM, RPC_HEALTH } rpc_kind;
+typedef enum rpc_kind { RPC_UNARY, RPC_BATCH, RPC_STREAM } rpc_kind;
 typedef enum slot_state { SLOT_FREE, SLOT_WAIT, SLOT_DONE } slot_state;
 
 typedef struct ingest_call ingest_call;
@@ -59,19 +58,10 @@ struct ingest_service {
 };
 
 struct ingest_call {
-    sl_tag on_recv, on_send, on_close;
+    sl_call base; /* first: an ingest_call is an sl_call */
     ingest_service *svc;
-    grpc_call *call;
     rpc_kind kind;
-    pthread_mutex_t mu;
-    int refs;
-    grpc_byte_buffer *recv_buf;
-    grpc_byte_buffer *send_buf;
-    grpc_slice status_details;
-    bool has_status_details;
-    int cancelled; /* written by RECV_CLOSE_ON_SERVER */
-    bool metadata_sent, send_busy, recv_busy, reading_done, status_sent, dead;
-    int64_t deadline_ms;
+    bool reading_done; /* the client half-closed, or the call died */
     char traceparent[128];
     slot one; /* the unary call's slot */
     slot *slots;
@@ -80,10 +70,12 @@ struct ingest_call {
     ingest_call *prev, *next; /* svc->streams, for drain */
 };
 
-/* ---- reference counting and batches ---------------------------------------- */
+/* ---- call life ------------------------------------------------------------- */
 
-static void call_destroy(ingest_call *c)
+/* sl_call_ops.destroy: the last reference is gone. */
+static void call_destroy(sl_call *b)
 {
+    ingest_call *c = (ingest_call *)b;
     ingest_service *svc = c->svc;
     if (c->kind == RPC_STREAM) {
         pthread_mutex_lock(&svc->mu);
@@ -95,85 +87,9 @@ static void call_destroy(ingest_call *c)
             c->next->prev = c->prev;
         pthread_mutex_unlock(&svc->mu);
     }
-    if (c->has_status_details)
-        grpc_slice_unref(c->status_details);
-    if (c->recv_buf)
-        grpc_byte_buffer_destroy(c->recv_buf);
     if (c->slots != &c->one)
         free(c->slots);
-    pthread_mutex_destroy(&c->mu);
-    sl_grpc_server_call_done(svc->srv, c->call);
     free(c);
-}
-
-/* Drops one reference and unlocks; frees the call if it was the last. */
-static void call_unref_unlock(ingest_call *c)
-{
-    bool last = --c->refs == 0;
-    pthread_mutex_unlock(&c->mu);
-    if (last)
-        call_destroy(c);
-}
-
-static bool start_batch_locked(ingest_call *c, grpc_op *ops, size_t n, sl_tag *tag)
-{
-    grpc_call_error e;
-    c->refs++;
-    e = grpc_call_start_batch(c->call, ops, n, tag, NULL);
-    if (e != GRPC_CALL_OK) {
-        c->refs--;
-        c->dead = true;
-        sl_log(SL_LOG_ERROR, "grpc_call_start_batch failed: %d", (int)e);
-        return false;
-    }
-    return true;
-}
-
-static void post_recv_locked(ingest_call *c)
-{
-    grpc_op op;
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_MESSAGE;
-    op.data.recv_message.recv_message = &c->recv_buf;
-    c->recv_busy = start_batch_locked(c, &op, 1, &c->on_recv);
-}
-
-/* Sends body (may be NULL) and, when final, the status. body is consumed. */
-static void send_locked(ingest_call *c, uint8_t *body, size_t len, bool final, int code,
-                        const char *message)
-{
-    grpc_op ops[3];
-    size_t n = 0;
-
-    memset(ops, 0, sizeof(ops));
-    if (!c->metadata_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        c->metadata_sent = true;
-    }
-    if (body != NULL) {
-        c->send_buf = sl_grpc_bb_wrap(body, len);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->send_buf;
-    }
-    if (final) {
-        c->status_details = grpc_slice_from_copied_string(message ? message : "");
-        c->has_status_details = true;
-        ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-        ops[n].data.send_status_from_server.status = (grpc_status_code)code;
-        ops[n++].data.send_status_from_server.status_details = &c->status_details;
-        c->status_sent = true;
-    }
-    c->send_busy = start_batch_locked(c, ops, n, &c->on_send);
-    if (!c->send_busy && c->send_buf != NULL) {
-        grpc_byte_buffer_destroy(c->send_buf);
-        c->send_buf = NULL;
-    }
-}
-
-static void send_status_locked(ingest_call *c, int code, const char *message)
-{
-    if (!c->status_sent && !c->dead)
-        send_locked(c, NULL, 0, true, code, message);
 }
 
 /* ---- one record -------------------------------------------------------------------- */
@@ -219,11 +135,11 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     }
     if (s->id[0] == '\0')
         sl_uuid_v7(s->id);
-    if (c->deadline_ms != INT64_MAX) {
-        if (c->deadline_ms - now <= 0)
+    if (c->base.deadline_ms != INT64_MAX) {
+        if (c->base.deadline_ms - now <= 0)
             return slot_fail(s, SL_GRPC_DEADLINE_EXCEEDED, "deadline passed before publish");
-        if (c->deadline_ms - now < timeout)
-            timeout = c->deadline_ms - now;
+        if (c->base.deadline_ms - now < timeout)
+            timeout = c->base.deadline_ms - now;
     }
     if (!in_flight_acquire(svc)) {
         snprintf(err, sizeof(err), "too many records in flight (limit %lld); retry with backoff",
@@ -236,11 +152,11 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     }
     s->state = SLOT_WAIT;
     c->waiting++;
-    c->refs++;
+    sl_call_ref_locked(&c->base);
     code = sl_js_publish(svc->js, msg, timeout, &s->pending, on_puback, s, err, sizeof(err));
     if (code != 0) {
         c->waiting--;
-        c->refs--;
+        c->base.refs--;
         atomic_fetch_sub(&svc->in_flight, 1);
         slot_fail(s, code, err);
     }
@@ -315,19 +231,19 @@ static void answer_unary_locked(ingest_call *c)
 
     log_result(s);
     if (s->code != 0) {
-        send_status_locked(c, s->code, s->message);
+        sl_call_status_locked(&c->base, s->code, s->message);
         return;
     }
     fill_response(&resp, s);
     len = sluice__v1__ingest_response__get_packed_size(&resp);
     buf = malloc(len ? len : 1);
     if (buf == NULL) {
-        send_status_locked(c, SL_GRPC_INTERNAL, "out of memory");
+        sl_call_status_locked(&c->base, SL_GRPC_INTERNAL, "out of memory");
         return;
     }
     sluice__v1__ingest_response__pack(&resp, buf);
-    if (!c->dead)
-        send_locked(c, buf, len, true, SL_GRPC_OK, "");
+    if (!c->base.dead)
+        sl_call_send_locked(&c->base, buf, len, true, SL_GRPC_OK, "");
     else
         free(buf);
 }
@@ -367,9 +283,9 @@ static void answer_batch_locked(ingest_call *c)
     free(results);
     free(parts);
     if (buf == NULL)
-        send_status_locked(c, SL_GRPC_INTERNAL, "out of memory");
-    else if (!c->dead)
-        send_locked(c, buf, len, true, SL_GRPC_OK, "");
+        sl_call_status_locked(&c->base, SL_GRPC_INTERNAL, "out of memory");
+    else if (!c->base.dead)
+        sl_call_send_locked(&c->base, buf, len, true, SL_GRPC_OK, "");
     else
         free(buf);
 }
@@ -382,7 +298,7 @@ static void pump_stream_locked(ingest_call *c)
     ingest_service *svc = c->svc;
     bool draining = atomic_load(&svc->draining);
 
-    if (c->dead || c->status_sent || c->send_busy)
+    if (c->base.dead || c->base.status_sent || c->base.send_busy)
         return;
     if (c->head < c->tail) {
         slot *s = &c->slots[c->head % c->nslots];
@@ -395,15 +311,15 @@ static void pump_stream_locked(ingest_call *c)
         s->state = SLOT_FREE;
         c->head++;
         if (buf != NULL)
-            send_locked(c, buf, len, false, 0, NULL);
-        if (!c->recv_busy && !c->reading_done && !draining)
-            post_recv_locked(c);
+            sl_call_send_locked(&c->base, buf, len, false, 0, NULL);
+        if (!c->base.recv_busy && !c->reading_done && !draining)
+            sl_call_recv_locked(&c->base);
         return;
     }
     if (c->reading_done)
-        send_status_locked(c, SL_GRPC_OK, "");
+        sl_call_status_locked(&c->base, SL_GRPC_OK, "");
     else if (draining)
-        send_status_locked(c, SL_GRPC_UNAVAILABLE,
+        sl_call_status_locked(&c->base, SL_GRPC_UNAVAILABLE,
                            "server shutting down: every result received is final; resend the "
                            "records that got none (same ids are safe)");
 }
@@ -415,7 +331,7 @@ static void on_puback(void *closure, const sl_js_ack *ack)
     ingest_call *c = s->call;
 
     atomic_fetch_sub(&c->svc->in_flight, 1);
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->base.mu);
     s->state = SLOT_DONE;
     c->waiting--;
     if (ack->code != 0) {
@@ -432,7 +348,7 @@ static void on_puback(void *closure, const sl_js_ack *ack)
         answer_batch_locked(c);
     else if (c->kind == RPC_STREAM)
         pump_stream_locked(c);
-    call_unref_unlock(c);
+    sl_call_unref_unlock(&c->base);
 }
 
 /* ---- reading requests -------------------------------------------------------------------- */
@@ -441,7 +357,7 @@ static void read_unary_locked(ingest_call *c, const uint8_t *data, size_t len)
 {
     Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
     if (req == NULL) {
-        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT,
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT,
                            "request: not a valid sluice.v1.IngestRequest message");
         return;
     }
@@ -457,16 +373,16 @@ static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
     char msg[128];
 
     if (req == NULL) {
-        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT,
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT,
                            "request: not a valid sluice.v1.IngestBatchRequest message");
         return;
     }
     if (req->n_records == 0 || req->n_records > (size_t)c->svc->cfg.max_batch) {
         snprintf(msg, sizeof(msg), "records: must hold 1 to %lld records (got %zu)",
                  (long long)c->svc->cfg.max_batch, req->n_records);
-        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT, msg);
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, msg);
     } else if ((c->slots = calloc(req->n_records, sizeof(slot))) == NULL) {
-        send_status_locked(c, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        sl_call_status_locked(&c->base, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     } else {
         c->nslots = req->n_records;
         for (size_t i = 0; i < req->n_records; i++) {
@@ -493,142 +409,69 @@ static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
         sluice__v1__ingest_request__free_unpacked(req, NULL);
     }
     if (!c->reading_done && !atomic_load(&c->svc->draining) && c->tail - c->head < c->nslots)
-        post_recv_locked(c);
+        sl_call_recv_locked(&c->base);
 }
 
-static void read_health_locked(ingest_call *c, const uint8_t *data, size_t len)
+/* sl_call_ops.recv: a request message arrived, or reading is over. */
+static void call_recv(sl_call *b, const uint8_t *data, size_t len)
 {
-    Grpc__Health__V1__HealthCheckRequest *req =
-        grpc__health__v1__health_check_request__unpack(NULL, len, data);
-    Grpc__Health__V1__HealthCheckResponse resp;
-    uint8_t *buf;
-    size_t n;
+    ingest_call *c = (ingest_call *)b;
 
-    if (req == NULL) {
-        send_status_locked(c, SL_GRPC_INVALID_ARGUMENT, "request: not a HealthCheckRequest");
-        return;
-    }
-    if (req->service[0] != '\0' && strcmp(req->service, "sluice.v1.IngestService") != 0) {
-        send_status_locked(c, SL_GRPC_NOT_FOUND, "unknown service");
-    } else {
-        grpc__health__v1__health_check_response__init(&resp);
-        resp.status = !atomic_load(&c->svc->draining) && sl_js_ready(c->svc->js)
-                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
-        n = grpc__health__v1__health_check_response__get_packed_size(&resp);
-        buf = malloc(n ? n : 1);
-        if (buf != NULL) {
-            grpc__health__v1__health_check_response__pack(&resp, buf);
-            send_locked(c, buf, n, true, SL_GRPC_OK, "");
-        }
-    }
-    grpc__health__v1__health_check_request__free_unpacked(req, NULL);
-}
-
-/* gRPC worker: a RECV_MESSAGE completed. */
-static void on_recv(sl_tag *tag, bool ok)
-{
-    ingest_call *c = (ingest_call *)((char *)tag - offsetof(ingest_call, on_recv));
-    grpc_byte_buffer *bb;
-    uint8_t *data;
-    size_t len = 0;
-
-    pthread_mutex_lock(&c->mu);
-    c->recv_busy = false;
-    bb = c->recv_buf;
-    c->recv_buf = NULL;
-    if (!ok || bb == NULL || c->status_sent) {
-        /* the client half-closed (bb == NULL) or the call is gone (!ok) */
-        if (bb != NULL)
-            grpc_byte_buffer_destroy(bb);
+    if (data == NULL) {
         c->reading_done = true;
-        if (!ok)
-            c->dead = true;
         if (c->kind == RPC_STREAM)
             pump_stream_locked(c);
-        else if (ok && !c->status_sent)
-            send_status_locked(c, SL_GRPC_INVALID_ARGUMENT, "request: message required");
-        call_unref_unlock(c);
+        else
+            sl_call_status_locked(b, SL_GRPC_INVALID_ARGUMENT, "request: message required");
         return;
     }
-    data = sl_grpc_bb_take(bb, &len);
-    if (data == NULL) {
-        send_status_locked(c, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-    } else if (c->kind == RPC_UNARY) {
+    if (b->status_sent)
+        return; /* a stream that already ended while this message was on its way */
+    if (c->kind == RPC_UNARY) {
         read_unary_locked(c, data, len);
     } else if (c->kind == RPC_BATCH) {
         read_batch_locked(c, data, len);
-    } else if (c->kind == RPC_HEALTH) {
-        read_health_locked(c, data, len);
     } else {
         read_stream_locked(c, data, len);
         pump_stream_locked(c);
     }
-    free(data);
-    call_unref_unlock(c);
 }
 
-/* gRPC worker: a send batch completed. */
-static void on_send(sl_tag *tag, bool ok)
+/* sl_call_ops.sent: a stream can send its next result. */
+static void call_sent(sl_call *b)
 {
-    ingest_call *c = (ingest_call *)((char *)tag - offsetof(ingest_call, on_send));
-    pthread_mutex_lock(&c->mu);
-    c->send_busy = false;
-    if (c->send_buf != NULL) {
-        grpc_byte_buffer_destroy(c->send_buf);
-        c->send_buf = NULL;
-    }
-    if (!ok)
-        c->dead = true;
+    ingest_call *c = (ingest_call *)b;
     if (c->kind == RPC_STREAM)
         pump_stream_locked(c);
-    call_unref_unlock(c);
 }
 
-/* gRPC worker: the call is over for the client (status sent or cancelled). */
-static void on_close(sl_tag *tag, bool ok)
-{
-    ingest_call *c = (ingest_call *)((char *)tag - offsetof(ingest_call, on_close));
-    (void)ok;
-    pthread_mutex_lock(&c->mu);
-    if (c->cancelled)
-        c->dead = true;
-    call_unref_unlock(c);
-}
+static const sl_call_ops ingest_call_ops = {call_recv, call_sent, NULL, call_destroy};
 
 /* ---- accepting calls --------------------------------------------------------------------- */
 
 static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind kind)
 {
     ingest_call *c = calloc(1, sizeof(*c));
-    grpc_op op;
 
-    if (c == NULL) {
-        sl_grpc_reply_status(svc->srv, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                             "out of memory");
-        return;
-    }
-    c->on_recv.done = on_recv;
-    c->on_send.done = on_send;
-    c->on_close.done = on_close;
-    c->svc = svc;
-    c->call = start->call;
-    c->kind = kind;
-    c->deadline_ms = start->deadline_ms;
-    c->slots = &c->one;
-    c->nslots = 1;
-    pthread_mutex_init(&c->mu, NULL);
-    sl_grpc_md_get(start->metadata, "traceparent", c->traceparent, sizeof(c->traceparent));
-
-    if (kind == RPC_STREAM) {
+    if (c != NULL && kind == RPC_STREAM) {
         c->nslots = (size_t)svc->cfg.stream_window;
         c->slots = calloc(c->nslots, sizeof(slot));
         if (c->slots == NULL) {
             free(c);
-            sl_grpc_reply_status(svc->srv, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                                 "out of memory");
-            return;
+            c = NULL;
         }
+    }
+    if (c == NULL) {
+        sl_grpc_reply_status(start->server, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                             "out of memory");
+        return;
+    }
+    c->svc = svc;
+    c->kind = kind;
+    if (kind != RPC_STREAM) {
+        c->slots = &c->one;
+        c->nslots = 1;
+    } else {
         pthread_mutex_lock(&svc->mu);
         c->next = svc->streams;
         if (c->next)
@@ -636,15 +479,8 @@ static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind
         svc->streams = c;
         pthread_mutex_unlock(&svc->mu);
     }
-
-    pthread_mutex_lock(&c->mu);
-    memset(&op, 0, sizeof(op));
-    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    op.data.recv_close_on_server.cancelled = &c->cancelled;
-    c->refs++; /* held until the first batches are started */
-    start_batch_locked(c, &op, 1, &c->on_close);
-    post_recv_locked(c);
-    call_unref_unlock(c);
+    sl_grpc_md_get(start->metadata, "traceparent", c->traceparent, sizeof(c->traceparent));
+    sl_call_start(&c->base, &ingest_call_ops, start);
 }
 
 static void handle_ingest(void *svc, const sl_rpc_start *start)
@@ -662,11 +498,6 @@ static void handle_stream(void *svc, const sl_rpc_start *start)
     accept_call(svc, start, RPC_STREAM);
 }
 
-static void handle_health(void *svc, const sl_rpc_start *start)
-{
-    accept_call(svc, start, RPC_HEALTH);
-}
-
 /* ---- the service ---------------------------------------------------------------------------- */
 
 ingest_service *ingest_service_new(const ingest_config *cfg, sl_grpc_server *srv, sl_js *js)
@@ -681,7 +512,6 @@ ingest_service *ingest_service_new(const ingest_config *cfg, sl_grpc_server *srv
     sl_grpc_server_route(srv, METHOD_INGEST, handle_ingest, svc);
     sl_grpc_server_route(srv, METHOD_BATCH, handle_batch, svc);
     sl_grpc_server_route(srv, METHOD_STREAM, handle_stream, svc);
-    sl_grpc_server_route(srv, METHOD_HEALTH_CHECK, handle_health, svc);
     return svc;
 }
 
@@ -691,10 +521,10 @@ void ingest_service_drain(void *service)
     atomic_store(&svc->draining, true);
     pthread_mutex_lock(&svc->mu);
     for (ingest_call *c = svc->streams; c != NULL; c = c->next) {
-        pthread_mutex_lock(&c->mu);
-        if (c->refs > 0)
+        pthread_mutex_lock(&c->base.mu);
+        if (c->base.refs > 0) /* refs 0: being freed by another thread */
             pump_stream_locked(c);
-        pthread_mutex_unlock(&c->mu);
+        pthread_mutex_unlock(&c->base.mu);
     }
     pthread_mutex_unlock(&svc->mu);
 }

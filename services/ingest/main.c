@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "ingest.h"
 #include "sl_config.h"
 #include "sl_js.h"
@@ -120,6 +121,24 @@ static void block_signals(sigset_t *set)
     signal(SIGPIPE, SIG_IGN);
 }
 
+typedef struct services {
+    ingest_service *ingest;
+    health_service *health;
+} services;
+
+/* The server's drain callback: health turns NOT_SERVING, streams wind down. */
+static void drain_all(void *closure)
+{
+    services *sv = closure;
+    health_service_drain(sv->health);
+    ingest_service_drain(sv->ingest);
+}
+
+static bool js_ready(void *js)
+{
+    return sl_js_ready(js);
+}
+
 static int run(void)
 {
     sl_js_config jc = {
@@ -137,7 +156,7 @@ static int run(void)
     ingest_config ic = {cfg.publish_timeout_ms, cfg.max_in_flight, cfg.stream_window,
                         cfg.max_batch, {0}};
     sl_grpc_server *srv;
-    ingest_service *svc;
+    services sv;
     sl_js *js = NULL;
     char err[256];
     int sig = 0;
@@ -165,7 +184,8 @@ static int run(void)
      * creation; without NATS, serve anyway (health says NOT_SERVING). */
     if (!sl_js_wait_ready(js, 5000))
         sl_log(SL_LOG_WARN, "JetStream not ready yet; serving, calls fail UNAVAILABLE until it is");
-    svc = ingest_service_new(&ic, srv, js);
+    sv.ingest = ingest_service_new(&ic, srv, js);
+    sv.health = health_service_new(srv, js_ready, js);
     sl_grpc_server_start(srv);
     sl_log(SL_LOG_INFO, "listening on %s (%lld threads), NATS %s, stream %s", cfg.listen,
            (long long)cfg.threads, cfg.nats_url, cfg.stream);
@@ -173,8 +193,9 @@ static int run(void)
     sigwait(&set, &sig);
     sl_log(SL_LOG_INFO, "%s received: draining (grace %lld ms)", strsignal(sig),
            (long long)cfg.shutdown_grace_ms);
-    sl_grpc_server_stop(srv, cfg.shutdown_grace_ms, ingest_service_drain, svc);
-    ingest_service_free(svc);
+    sl_grpc_server_stop(srv, cfg.shutdown_grace_ms, drain_all, &sv);
+    health_service_free(sv.health);
+    ingest_service_free(sv.ingest);
     sl_js_close(js);
     grpc_shutdown();
     nats_Close();
