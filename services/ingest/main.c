@@ -14,6 +14,7 @@
 
 #include "health.h"
 #include "ingest.h"
+#include "reflection.h"
 #include "sl_config.h"
 #include "sl_js.h"
 #include "sl_log.h"
@@ -124,6 +125,8 @@ static void block_signals(sigset_t *set)
 typedef struct services {
     ingest_service *ingest;
     health_service *health;
+    reflection_service *reflection;
+    sl_reflect *index;
 } services;
 
 /* The server's drain callback: health turns NOT_SERVING, streams wind down. */
@@ -186,6 +189,8 @@ static int run(void)
         sl_log(SL_LOG_WARN, "JetStream not ready yet; serving, calls fail UNAVAILABLE until it is");
     sv.ingest = ingest_service_new(&ic, srv, js);
     sv.health = health_service_new(srv, js_ready, js);
+    sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
+    sv.reflection = sv.index ? reflection_service_new(srv, sv.index) : NULL;
     sl_grpc_server_start(srv);
     sl_log(SL_LOG_INFO, "listening on %s (%lld threads), NATS %s, stream %s", cfg.listen,
            (long long)cfg.threads, cfg.nats_url, cfg.stream);
@@ -195,6 +200,8 @@ static int run(void)
            (long long)cfg.shutdown_grace_ms);
     sl_grpc_server_stop(srv, cfg.shutdown_grace_ms, drain_all, &sv);
     health_service_free(sv.health);
+    reflection_service_free(sv.reflection);
+    sl_reflect_free(sv.index);
     ingest_service_free(sv.ingest);
     sl_js_close(js);
     grpc_shutdown();
