@@ -80,6 +80,7 @@ void sl_call_send_locked(sl_call *c, uint8_t *body, size_t len, bool final, int 
     if (final) {
         c->status_details = grpc_slice_from_copied_string(message ? message : "");
         c->status_sent = true;
+        sl_rpc_stats_handled(c->stats, code);
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[n].data.send_status_from_server.status = (grpc_status_code)code;
         ops[n++].data.send_status_from_server.status_details = &c->status_details;
@@ -144,8 +145,11 @@ static void on_close(sl_tag *tag, bool ok)
     sl_call *c = CALL_OF(tag, on_close);
     (void)ok;
     pthread_mutex_lock(&c->mu);
-    if (c->cancelled)
+    if (c->cancelled) {
+        if (!c->status_sent && !c->dead)
+            sl_rpc_stats_handled(c->stats, GRPC_STATUS_CANCELLED);
         c->dead = true;
+    }
     if (c->ops->closed != NULL)
         c->ops->closed(c);
     sl_call_unref_unlock(c);
@@ -162,6 +166,7 @@ void sl_call_start(sl_call *c, const sl_call_ops *ops, const sl_rpc_start *start
     c->server = start->server;
     c->call = start->call;
     c->deadline_ms = start->deadline_ms;
+    c->stats = start->stats;
     pthread_mutex_init(&c->mu, NULL);
 
     pthread_mutex_lock(&c->mu);

@@ -48,6 +48,7 @@ struct sl_call {
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
     bool metadata_sent, send_busy, recv_busy, status_sent, dead;
     int64_t deadline_ms;
+    sl_rpc_stats *stats;
 };
 
 /* Takes over start->call and starts receiving. The first message (or the

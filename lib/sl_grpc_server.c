@@ -16,16 +16,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sl_grpc_codes.h"
 #include "sl_log.h"
+#include "sl_metrics.h"
 #include "sl_time.h"
 
 #define SL_ACCEPT_SLOTS 128
 #define SL_MAX_ROUTES 16
 
+struct sl_rpc_stats {
+    sl_metric *handled_family;
+    char service[128], method[128];
+    sl_series *started;
+    _Atomic(sl_series *) handled[17]; /* by gRPC code, made on first use */
+};
+
 typedef struct route {
     char *method;
     sl_rpc_handler handler;
     void *closure;
+    sl_rpc_stats stats;
 } route;
 
 typedef struct accept_slot {
@@ -40,6 +50,7 @@ typedef struct accept_slot {
 typedef struct status_call {
     sl_tag tag;
     sl_grpc_server *server;
+    sl_rpc_stats *stats;
     grpc_call *call;
     grpc_slice details;
     int cancelled;
@@ -52,6 +63,7 @@ struct sl_grpc_server {
     int nworkers;
     route routes[SL_MAX_ROUTES];
     int nroutes;
+    sl_rpc_stats unknown; /* calls to methods nobody serves */
     accept_slot slots[SL_ACCEPT_SLOTS];
     atomic_bool stopping;
     sl_tag shutdown_tag;
@@ -135,6 +147,44 @@ bool sl_grpc_md_get(const grpc_metadata_array *md, const char *key, char *out, s
     return false;
 }
 
+/* ---- per-method counters ------------------------------------------------------ */
+
+static void stats_init(sl_rpc_stats *st, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    sl_metric *started = sl_metric_counter("grpc_server_started_total",
+                                           "RPCs started on the server.",
+                                           "grpc_service,grpc_method");
+    st->handled_family = sl_metric_counter("grpc_server_handled_total",
+                                           "RPCs completed on the server, by status code.",
+                                           "grpc_service,grpc_method,grpc_code");
+    if (path[0] == '/' && slash != NULL && slash != path) {
+        snprintf(st->service, sizeof(st->service), "%.*s", (int)(slash - path - 1), path + 1);
+        snprintf(st->method, sizeof(st->method), "%s", slash + 1);
+    } else {
+        snprintf(st->service, sizeof(st->service), "%s", path);
+        snprintf(st->method, sizeof(st->method), "%s", path);
+    }
+    st->started = sl_metric_with(started, st->service, st->method, NULL);
+}
+
+void sl_rpc_stats_handled(sl_rpc_stats *st, int code)
+{
+    sl_series *s;
+    if (st == NULL)
+        return;
+    if (code < 0 || code > 16)
+        code = SL_GRPC_UNKNOWN;
+    s = atomic_load(&st->handled[code]);
+    if (s == NULL) {
+        /* the registry returns the same series to racing threads */
+        s = sl_metric_with(st->handled_family, st->service, st->method, sl_grpc_code_name(code),
+                           NULL);
+        atomic_store(&st->handled[code], s);
+    }
+    sl_series_inc(s);
+}
+
 /* ---- bare status replies -------------------------------------------------- */
 
 static void status_call_done(sl_tag *tag, bool ok)
@@ -146,9 +196,10 @@ static void status_call_done(sl_tag *tag, bool ok)
     free(sc);
 }
 
-void sl_grpc_reply_status(sl_grpc_server *s, grpc_call *call, grpc_status_code code,
-                          const char *message)
+void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, const char *message)
 {
+    sl_grpc_server *s = start->server;
+    grpc_call *call = start->call;
     status_call *sc = calloc(1, sizeof(*sc));
     grpc_op ops[3];
 
@@ -161,6 +212,7 @@ void sl_grpc_reply_status(sl_grpc_server *s, grpc_call *call, grpc_status_code c
     sc->server = s;
     sc->call = call;
     sc->details = grpc_slice_from_copied_string(message);
+    sl_rpc_stats_handled(start->stats, code);
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
@@ -211,13 +263,19 @@ static void route_call(accept_slot *a)
             start.method = method;
             start.metadata = &a->metadata;
             start.deadline_ms = deadline_ms(a->details.deadline);
+            start.stats = &s->routes[i].stats;
+            sl_series_inc(start.stats->started);
             s->routes[i].handler(s->routes[i].closure, &start);
             return;
         }
     }
     char msg[300];
     snprintf(msg, sizeof(msg), "unknown method %s", method);
-    sl_grpc_reply_status(s, a->call, GRPC_STATUS_UNIMPLEMENTED, msg);
+    start.server = s;
+    start.call = a->call;
+    start.stats = &s->unknown;
+    sl_series_inc(s->unknown.started);
+    sl_grpc_reply_status(&start, GRPC_STATUS_UNIMPLEMENTED, msg);
 }
 
 static void accept_done(sl_tag *tag, bool ok)
@@ -296,6 +354,7 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->nworkers = cfg->threads > 0 ? cfg->threads : 1;
+    stats_init(&s->unknown, "/unknown/unknown");
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&chargs, NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
@@ -326,6 +385,7 @@ void sl_grpc_server_route(sl_grpc_server *s, const char *method, sl_rpc_handler 
     s->routes[s->nroutes].method = strdup(method);
     s->routes[s->nroutes].handler = handler;
     s->routes[s->nroutes].closure = closure;
+    stats_init(&s->routes[s->nroutes].stats, method);
     s->nroutes++;
 }
 
@@ -391,6 +451,11 @@ void sl_grpc_server_stop(sl_grpc_server *s, int64_t grace_ms, sl_drain_fn drain,
     int left;
 
     atomic_store(&s->stopping, true);
+    if (s->workers == NULL) { /* never started: one worker to see the shutdown through */
+        s->nworkers = 1;
+        s->workers = calloc(1, sizeof(pthread_t));
+        pthread_create(&s->workers[0], NULL, worker_main, s);
+    }
     s->shutdown_tag.done = shutdown_done;
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     if (drain != NULL)

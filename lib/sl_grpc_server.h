@@ -32,6 +32,14 @@ typedef struct sl_tag {
 
 typedef struct sl_grpc_server sl_grpc_server;
 
+/* Per-method counters: grpc_server_started_total and
+ * grpc_server_handled_total{grpc_service,grpc_method,grpc_code}, the names
+ * the gRPC ecosystem's Prometheus interceptors use. */
+typedef struct sl_rpc_stats sl_rpc_stats;
+
+/* Counts a call's final status; any thread, no lock. */
+void sl_rpc_stats_handled(sl_rpc_stats *st, int code);
+
 /* What a handler learns of a new call; valid only while the handler runs. */
 typedef struct sl_rpc_start {
     sl_grpc_server *server;
@@ -39,6 +47,7 @@ typedef struct sl_rpc_start {
     const char *method;
     const grpc_metadata_array *metadata;
     int64_t deadline_ms; /* on sl_time_mono_ms's clock; INT64_MAX when none */
+    sl_rpc_stats *stats; /* the method's counters, for its final status */
 } sl_rpc_start;
 
 /* Runs on a worker thread for each new call of its method. */
@@ -89,9 +98,8 @@ grpc_byte_buffer *sl_grpc_bb_wrap(uint8_t *data, size_t len);
  * to outlen-1); false when absent. */
 bool sl_grpc_md_get(const grpc_metadata_array *md, const char *key, char *out, size_t outlen);
 
-/* Answers a call with a status and nothing else, then hands it back to the
- * server. For calls the handler rejects before reading anything. */
-void sl_grpc_reply_status(sl_grpc_server *s, grpc_call *call, grpc_status_code code,
-                          const char *message);
+/* Answers a new call with a status and nothing else, then hands it back to
+ * the server. For calls a handler rejects before reading anything. */
+void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, const char *message);
 
 #endif

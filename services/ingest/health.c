@@ -153,7 +153,7 @@ static void accept_health(health_service *h, const sl_rpc_start *start, bool wat
 {
     health_call *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        sl_grpc_reply_status(start->server, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+        sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
         return;
     }

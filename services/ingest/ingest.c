@@ -24,6 +24,7 @@
 #include "sl_grpc_call.h"
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
+#include "sl_metrics.h"
 #include "sl_time.h"
 
 #define METHOD_INGEST "/sluice.v1.IngestService/Ingest"
@@ -40,6 +41,7 @@ typedef struct slot {
     ingest_call *call;
     slot_state state;
     int code; /* 0: stored; otherwise the gRPC status of this record */
+    int64_t published_ns;
     uint64_t sequence;
     bool duplicate;
     char id[SL_RECORD_ID_MAX + 1];
@@ -47,8 +49,18 @@ typedef struct slot {
     char message[384];
 } slot;
 
+/* Counters for what happens to records, beside the per-method gRPC ones. */
+typedef struct ingest_metrics {
+    sl_series *stored, *duplicate;
+    sl_metric *records;             /* sluice_ingest_records_total{outcome,code} */
+    _Atomic(sl_series *) rejected[17];
+    sl_metric *invalid;             /* sluice_ingest_invalid_records_total{field} */
+    sl_series *publish_seconds;     /* publish to PubAck */
+} ingest_metrics;
+
 struct ingest_service {
     ingest_config cfg;
+    ingest_metrics m;
     sl_grpc_server *srv;
     sl_js *js;
     atomic_long in_flight;
@@ -151,6 +163,7 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
         return slot_fail(s, SL_GRPC_INTERNAL, "out of memory building the message");
     }
     s->state = SLOT_WAIT;
+    s->published_ns = sl_time_now_ns();
     c->waiting++;
     sl_call_ref_locked(&c->base);
     code = sl_js_publish(svc->js, msg, timeout, &s->pending, on_puback, s, err, sizeof(err));
@@ -199,9 +212,45 @@ static uint8_t *pack_result(slot *s, size_t *len)
     return buf;
 }
 
-static void log_result(const slot *s)
+/* The field a validation message names: "records[3].payload: ..." ->
+ * "payload", "record: required" -> "record". */
+static void invalid_field(const char *message, char *out, size_t outlen)
+{
+    size_t end = strcspn(message, ":");
+    const char *dot = memchr(message, '.', end);
+    const char *from = dot ? dot + 1 : message;
+    size_t n = dot ? strcspn(from, ".[:") : strcspn(message, "[:");
+    snprintf(out, outlen, "%.*s", (int)n, from);
+}
+
+static void count_result(ingest_service *svc, const slot *s)
+{
+    ingest_metrics *m = &svc->m;
+    sl_series *series;
+    char field[64];
+
+    if (s->code == 0) {
+        sl_series_inc(s->duplicate ? m->duplicate : m->stored);
+        return;
+    }
+    series = atomic_load(&m->rejected[s->code & 15]);
+    if (series == NULL) {
+        series = sl_metric_with(m->records, "rejected", sl_grpc_code_name(s->code), NULL);
+        atomic_store(&m->rejected[s->code & 15], series);
+    }
+    sl_series_inc(series);
+    if (s->code == SL_GRPC_INVALID_ARGUMENT) {
+        invalid_field(s->message, field, sizeof(field));
+        sl_series_inc(sl_metric_with(m->invalid, field, NULL));
+    }
+}
+
+/* Every record's outcome passes here once: counted, and logged with its id
+ * and stream sequence. */
+static void record_done(ingest_service *svc, const slot *s)
 {
     bson_t *f;
+    count_result(svc, s);
     if (s->code == 0) {
         f = sl_log_begin(SL_LOG_DEBUG, s->duplicate ? "record duplicate" : "record stored");
         if (f == NULL)
@@ -229,7 +278,7 @@ static void answer_unary_locked(ingest_call *c)
     uint8_t *buf;
     size_t len;
 
-    log_result(s);
+    record_done(c->svc, s);
     if (s->code != 0) {
         sl_call_status_locked(&c->base, s->code, s->message);
         return;
@@ -261,7 +310,7 @@ static void answer_batch_locked(ingest_call *c)
      * simplest way to reuse pack_result's oneof handling. */
     for (size_t i = 0; ok && i < c->nslots; i++) {
         size_t plen;
-        log_result(&c->slots[i]);
+        record_done(c->svc, &c->slots[i]);
         parts[i] = pack_result(&c->slots[i], &plen);
         results[i] = parts[i] ? sluice__v1__ingest_result__unpack(NULL, plen, parts[i]) : NULL;
         ok = results[i] != NULL;
@@ -306,7 +355,7 @@ static void pump_stream_locked(ingest_call *c)
         uint8_t *buf;
         if (s->state != SLOT_DONE)
             return;
-        log_result(s);
+        record_done(c->svc, s);
         buf = pack_result(s, &len);
         s->state = SLOT_FREE;
         c->head++;
@@ -331,6 +380,7 @@ static void on_puback(void *closure, const sl_js_ack *ack)
     ingest_call *c = s->call;
 
     atomic_fetch_sub(&c->svc->in_flight, 1);
+    sl_series_observe(c->svc->m.publish_seconds, (double)(sl_time_now_ns() - s->published_ns) / 1e9);
     pthread_mutex_lock(&c->base.mu);
     s->state = SLOT_DONE;
     c->waiting--;
@@ -462,7 +512,7 @@ static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind
         }
     }
     if (c == NULL) {
-        sl_grpc_reply_status(start->server, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+        sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
         return;
     }
@@ -500,6 +550,33 @@ static void handle_stream(void *svc, const sl_rpc_start *start)
 
 /* ---- the service ---------------------------------------------------------------------------- */
 
+static double in_flight_gauge(void *svc)
+{
+    return (double)ingest_service_in_flight(svc);
+}
+
+static void metrics_init(ingest_service *svc)
+{
+    ingest_metrics *m = &svc->m;
+    m->records = sl_metric_counter("sluice_ingest_records_total",
+                                   "Records answered, by outcome (stored, duplicate, rejected) "
+                                   "and gRPC code.",
+                                   "outcome,code");
+    m->stored = sl_metric_with(m->records, "stored", "OK", NULL);
+    m->duplicate = sl_metric_with(m->records, "duplicate", "OK", NULL);
+    m->invalid = sl_metric_counter("sluice_ingest_invalid_records_total",
+                                   "Records rejected by validation, by the field at fault.",
+                                   "field");
+    m->publish_seconds = sl_metric_with(
+        sl_metric_histogram("sluice_ingest_publish_seconds",
+                            "Time from JetStream publish to its PubAck (or failure).", NULL,
+                            sl_metrics_latency_buckets, sl_metrics_latency_nbuckets),
+        NULL);
+    sl_metric_gauge_fn("sluice_ingest_records_in_flight",
+                       "Records published and not yet acknowledged by JetStream.",
+                       in_flight_gauge, svc);
+}
+
 ingest_service *ingest_service_new(const ingest_config *cfg, sl_grpc_server *srv, sl_js *js)
 {
     ingest_service *svc = calloc(1, sizeof(*svc));
@@ -509,6 +586,7 @@ ingest_service *ingest_service_new(const ingest_config *cfg, sl_grpc_server *srv
     svc->srv = srv;
     svc->js = js;
     pthread_mutex_init(&svc->mu, NULL);
+    metrics_init(svc);
     sl_grpc_server_route(srv, METHOD_INGEST, handle_ingest, svc);
     sl_grpc_server_route(srv, METHOD_BATCH, handle_batch, svc);
     sl_grpc_server_route(srv, METHOD_STREAM, handle_stream, svc);

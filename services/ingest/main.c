@@ -7,6 +7,7 @@
  * thread with sigwait, so no work happens in a signal handler. */
 #include <grpc/grpc.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,10 @@
 #include "ingest.h"
 #include "reflection.h"
 #include "sl_config.h"
+#include "sl_http.h"
 #include "sl_js.h"
 #include "sl_log.h"
+#include "sl_metrics.h"
 
 typedef struct settings {
     const char *listen;
@@ -123,6 +126,8 @@ static void block_signals(sigset_t *set)
 }
 
 typedef struct services {
+    sl_js *js;
+    atomic_bool draining;
     ingest_service *ingest;
     health_service *health;
     reflection_service *reflection;
@@ -133,6 +138,7 @@ typedef struct services {
 static void drain_all(void *closure)
 {
     services *sv = closure;
+    atomic_store(&sv->draining, true);
     health_service_drain(sv->health);
     ingest_service_drain(sv->ingest);
 }
@@ -142,7 +148,51 @@ static bool js_ready(void *js)
     return sl_js_ready(js);
 }
 
-static int run(void)
+/* /readyz: the same answer as gRPC health, with the reason when not ready. */
+static bool http_ready(void *closure, char *why, size_t whylen)
+{
+    services *sv = closure;
+    if (atomic_load(&sv->draining)) {
+        snprintf(why, whylen, "draining: shutting down");
+        return false;
+    }
+    if (sv->js == NULL || !sl_js_ready(sv->js)) {
+        snprintf(why, whylen, "JetStream not reachable or stream %s missing", cfg.stream);
+        return false;
+    }
+    return true;
+}
+
+static double js_ready_gauge(void *js)
+{
+    return sl_js_ready(js) ? 1 : 0;
+}
+
+/* Everything the process runs, in start order; stop() undoes it in reverse. */
+typedef struct process {
+    sl_http *http;
+    sl_grpc_server *srv;
+    sl_js *js;
+    services sv;
+} process;
+
+static void stop(process *p, int64_t grace_ms)
+{
+    if (p->srv != NULL)
+        sl_grpc_server_stop(p->srv, grace_ms, p->sv.ingest ? drain_all : NULL, &p->sv);
+    health_service_free(p->sv.health);
+    reflection_service_free(p->sv.reflection);
+    sl_reflect_free(p->sv.index);
+    ingest_service_free(p->sv.ingest);
+    sl_http_stop(p->http);
+    sl_js_close(p->js);
+    grpc_shutdown();
+    nats_Close();
+    sl_metrics_free_all();
+}
+
+/* Binds the HTTP endpoint and the gRPC port and connects to NATS. */
+static int start(process *p)
 {
     sl_js_config jc = {
         .url = cfg.nats_url,
@@ -156,58 +206,71 @@ static int run(void)
         .provision = true,
     };
     sl_grpc_server_config gc = {cfg.listen, (int)cfg.threads, cfg.max_message_bytes};
-    ingest_config ic = {cfg.publish_timeout_ms, cfg.max_in_flight, cfg.stream_window,
-                        cfg.max_batch, {0}};
-    sl_grpc_server *srv;
-    services sv;
-    sl_js *js = NULL;
     char err[256];
-    int sig = 0;
-    sigset_t set;
     natsStatus s;
 
-    sl_record_limits_default(&ic.limits);
-    ic.limits.max_payload_bytes = (size_t)cfg.max_payload_bytes;
-    block_signals(&set);
     grpc_init();
-    srv = sl_grpc_server_new(&gc, err, sizeof(err));
-    if (srv == NULL) {
-        grpc_shutdown();
-        return fail(err);
+    if (cfg.metrics_listen[0] != '\0') {
+        p->http = sl_http_start(cfg.metrics_listen, http_ready, &p->sv, err, sizeof(err));
+        if (p->http == NULL)
+            return fail(err);
     }
-    s = sl_js_open(&js, &jc, (size_t)cfg.max_in_flight);
+    p->srv = sl_grpc_server_new(&gc, err, sizeof(err));
+    if (p->srv == NULL)
+        return fail(err);
+    s = sl_js_open(&p->js, &jc, (size_t)cfg.max_in_flight);
     if (s != NATS_OK) {
         snprintf(err, sizeof(err), "cannot use NATS at %s: %s", cfg.nats_url,
                  natsStatus_GetText(s));
-        sl_grpc_server_stop(srv, 0, NULL, NULL);
-        grpc_shutdown();
         return fail(err);
     }
+    p->sv.js = p->js;
+    sl_metric_gauge_fn("sluice_ingest_jetstream_ready",
+                       "1 while JetStream is reachable and the stream exists.", js_ready_gauge,
+                       p->js);
+    return 0;
+}
+
+/* Routes the services and serves until SIGTERM or SIGINT. */
+static void serve(process *p, const sigset_t *signals)
+{
+    ingest_config ic = {cfg.publish_timeout_ms, cfg.max_in_flight, cfg.stream_window,
+                        cfg.max_batch, {0}};
+    int sig = 0;
+
+    sl_record_limits_default(&ic.limits);
+    ic.limits.max_payload_bytes = (size_t)cfg.max_payload_bytes;
     /* Serve once the stream is there, so the first call does not race its
      * creation; without NATS, serve anyway (health says NOT_SERVING). */
-    if (!sl_js_wait_ready(js, 5000))
+    if (!sl_js_wait_ready(p->js, 5000))
         sl_log(SL_LOG_WARN, "JetStream not ready yet; serving, calls fail UNAVAILABLE until it is");
-    sv.ingest = ingest_service_new(&ic, srv, js);
-    sv.health = health_service_new(srv, js_ready, js);
-    sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
-    sv.reflection = sv.index ? reflection_service_new(srv, sv.index) : NULL;
-    sl_grpc_server_start(srv);
-    sl_log(SL_LOG_INFO, "listening on %s (%lld threads), NATS %s, stream %s", cfg.listen,
-           (long long)cfg.threads, cfg.nats_url, cfg.stream);
+    p->sv.ingest = ingest_service_new(&ic, p->srv, p->js);
+    p->sv.health = health_service_new(p->srv, js_ready, p->js);
+    p->sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
+    p->sv.reflection = p->sv.index ? reflection_service_new(p->srv, p->sv.index) : NULL;
+    sl_grpc_server_start(p->srv);
+    sl_log(SL_LOG_INFO, "listening on %s (%lld threads), metrics on %s, NATS %s, stream %s",
+           cfg.listen, (long long)cfg.threads, cfg.metrics_listen, cfg.nats_url, cfg.stream);
 
-    sigwait(&set, &sig);
+    sigwait(signals, &sig);
     sl_log(SL_LOG_INFO, "%s received: draining (grace %lld ms)", strsignal(sig),
            (long long)cfg.shutdown_grace_ms);
-    sl_grpc_server_stop(srv, cfg.shutdown_grace_ms, drain_all, &sv);
-    health_service_free(sv.health);
-    reflection_service_free(sv.reflection);
-    sl_reflect_free(sv.index);
-    ingest_service_free(sv.ingest);
-    sl_js_close(js);
-    grpc_shutdown();
-    nats_Close();
-    sl_log(SL_LOG_INFO, "stopped");
-    return 0;
+}
+
+static int run(void)
+{
+    process p = {0};
+    sigset_t signals;
+    int rc;
+
+    block_signals(&signals);
+    rc = start(&p);
+    if (rc == 0)
+        serve(&p, &signals);
+    stop(&p, cfg.shutdown_grace_ms);
+    if (rc == 0)
+        sl_log(SL_LOG_INFO, "stopped");
+    return rc;
 }
 
 int main(int argc, char **argv)

@@ -163,7 +163,7 @@ static void handle_info(void *svc, const sl_rpc_start *start)
 {
     reflection_call *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        sl_grpc_reply_status(start->server, start->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+        sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
         return;
     }

@@ -183,6 +183,7 @@ class Ingest(Service):
 
     def start(self):
         super().start()
+        wait_port(self.metrics_port, proc=self.proc)
         wait_port(self.port, proc=self.proc)
         return self
 

@@ -491,12 +491,14 @@ def test_help_lists_every_setting():
     (["--log-level=loud"], {}, "--log-level"),
     (["--bogus"], {}, "--bogus"),
     (["--listen=256.1.1.1:99999"], {}, "cannot listen"),
+    (["--metrics-listen=127.0.0.1:99999"], {}, "cannot listen"),
 ])
 def test_invalid_configuration_one_line(args, env, needle):
     import os
     e = dict(os.environ)
     e.update(env)
-    out = subprocess.run([harness.service_binary("ingest"), "--nats-url=nats://127.0.0.1:1"] + args,
+    out = subprocess.run([harness.service_binary("ingest"), "--nats-url=nats://127.0.0.1:1",
+                          "--metrics-listen="] + args,
                          capture_output=True, text=True, timeout=10, env=e)
     assert out.returncode == 2
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
