@@ -72,7 +72,13 @@ type report struct {
 }
 
 func (r *report) add(o *object, format string, args ...any) {
-	r.problems = append(r.problems, fmt.Sprintf("%s: %s", o, fmt.Sprintf(format, args...)))
+	msg := fmt.Sprintf(format, args...)
+	lines := strings.Split(msg, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	msg = strings.Join(lines, " ")
+	r.problems = append(r.problems, fmt.Sprintf("%s: %s", o, msg))
 }
 
 // head is what is read from a document before decoding it strictly, to
@@ -91,9 +97,10 @@ type head struct {
 func main() {
 	strictOnly := flag.Bool("strict-only", false, "only decode strictly; skip the policy and reference checks")
 	quiet := flag.Bool("q", false, "print nothing on success")
+	source := flag.String("source", "<stdin>", "the name of standard input in messages")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(),
-			"usage: %s [-strict-only] [-q] [FILE|-]...\n"+
+			"usage: %s [-strict-only] [-q] [-source NAME] [FILE|-]...\n"+
 				"Decodes every Kubernetes object in the multi-document YAML FILEs (stdin when none)\n"+
 				"strictly into the Kubernetes API types and checks Sluice's deployment rules.\n", os.Args[0])
 		flag.PrintDefaults()
@@ -114,7 +121,7 @@ func main() {
 		var r io.Reader
 		src := f
 		if f == "-" {
-			r, src = os.Stdin, "<stdin>"
+			r, src = os.Stdin, *source
 		} else {
 			fh, err := os.Open(f)
 			if err != nil {
@@ -138,13 +145,7 @@ func main() {
 	}
 
 	if !*strictOnly {
-		checkDuplicates(objs, rep)
-		for _, o := range objs {
-			if o.obj != nil {
-				checkObject(o, rep)
-			}
-		}
-		checkReferences(objs, rep)
+		checkPolicy(objs, rep)
 	}
 
 	if len(rep.problems) > 0 {
@@ -199,11 +200,18 @@ func decodeDocument(src string, index int, data []byte, decoder runtime.Decoder,
 
 	jsonData, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
+		// Name the object if a lenient reading can.
+		if loose, lerr := yaml.YAMLToJSON(data); lerr == nil {
+			if h, herr := readHead(loose); herr == nil {
+				o.apiVersion, o.kind = h.APIVersion, h.Kind
+				o.namespace, o.name = h.Metadata.Namespace, h.Metadata.Name
+			}
+		}
 		rep.add(o, "invalid YAML: %v", err)
 		return []*object{o}
 	}
-	var h head
-	if err := json.Unmarshal(jsonData, &h); err != nil {
+	h, err := readHead(jsonData)
+	if err != nil {
 		rep.add(o, "not a Kubernetes object: %v", err)
 		return []*object{o}
 	}
@@ -242,6 +250,33 @@ func decodeDocument(src string, index int, data []byte, decoder runtime.Decoder,
 	return []*object{o}
 }
 
+// readHead reads apiVersion, kind, name and namespace leniently: a field of
+// the wrong type is left empty here and reported by the strict decoder.
+func readHead(jsonData []byte) (head, error) {
+	var h head
+	var m map[string]any
+	if err := json.Unmarshal(jsonData, &m); err != nil {
+		return h, err
+	}
+	str := func(v any) string { s, _ := v.(string); return s }
+	h.APIVersion, h.Kind = str(m["apiVersion"]), str(m["kind"])
+	if md, ok := m["metadata"].(map[string]any); ok {
+		h.Metadata.Name = str(md["name"])
+		h.Metadata.GenerateName = str(md["generateName"])
+		h.Metadata.Namespace = str(md["namespace"])
+	}
+	if items, ok := m["items"].([]any); ok {
+		for _, it := range items {
+			b, err := json.Marshal(it)
+			if err != nil {
+				return h, err
+			}
+			h.Items = append(h.Items, b)
+		}
+	}
+	return h, nil
+}
+
 // cleanDecodeError turns the scheme's and the strict decoder's messages into
 // one line.
 func cleanDecodeError(err error) string {
@@ -249,8 +284,30 @@ func cleanDecodeError(err error) string {
 	if runtime.IsNotRegisteredError(err) {
 		msg = "unknown apiVersion/kind: " + msg
 	}
-	msg = strings.ReplaceAll(msg, "\n", " ")
+	if i := strings.Index(msg, ` in scheme "`); i >= 0 {
+		msg = msg[:i]
+	}
 	return msg
+}
+
+// checkPolicy runs the rules past strict decoding: duplicates, per-object
+// rules and, when every object decoded, references between objects.
+func checkPolicy(objs []*object, rep *report) {
+	checkDuplicates(objs, rep)
+	undecoded := 0
+	for _, o := range objs {
+		if o.obj == nil {
+			undecoded++
+			continue
+		}
+		checkObject(o, rep)
+	}
+	if undecoded == 0 {
+		checkReferences(objs, rep)
+	} else {
+		// A missing object would make its references look dangling.
+		fmt.Fprintf(os.Stderr, "validate: reference checks skipped: %d object(s) failed to decode\n", undecoded)
+	}
 }
 
 func checkDuplicates(objs []*object, rep *report) {
