@@ -22,7 +22,7 @@ apt_packages=(
   build-essential cmake ninja-build pkg-config git
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libnats-dev libmongoc-dev libbson-dev libjq-dev libmicrohttpd-dev libssl-dev
-  python3-venv golang-go curl
+  python3-venv golang-go curl nodejs npm
 )
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -30,8 +30,13 @@ for p in "${apt_packages[@]}"; do
 done
 if ((${#missing[@]})); then
   # golang-go is only a fallback: a newer Go already on PATH is kept.
+  # A newer Go or Node already on PATH is kept; Debian's are only fallbacks.
   if command -v go >/dev/null 2>&1; then
     missing=("${missing[@]/golang-go/}")
+  fi
+  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+    missing=("${missing[@]/nodejs/}")
+    missing=("${missing[@]/npm/}")
   fi
   say "installing Debian packages: ${missing[*]}"
   sudo_cmd=""
@@ -79,6 +84,8 @@ go_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.4
 go_tool ghz github.com/bojand/ghz/cmd/ghz@v0.120.0
 go_tool grpc-health-probe github.com/grpc-ecosystem/grpc-health-probe@v0.4.62
 go_tool buf github.com/bufbuild/buf/cmd/buf@v1.75.0
+go_tool protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+go_tool protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
 
 # ---- Python test clients ---------------------------------------------------
 py_reqs="$root/test/requirements.txt"

@@ -51,6 +51,7 @@ if [ -f deploy/k8s/check.sh ]; then
   stage "kubernetes manifests" bash deploy/k8s/check.sh
 fi
 stage "buf lint" bash -c "cd proto && '$root/.tools/bin/buf' lint"
+stage "buf breaking" bash scripts/buf-breaking.sh
 
 echo
 echo "stages: $passed passed, $failed failed"
