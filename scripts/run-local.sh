@@ -63,8 +63,9 @@ start sluice-ingest "$build/services/ingest/sluice-ingest" --listen="$listen" \
   --nats-url="$nats_url" --metrics-listen=127.0.0.1:9090
 wait_port "${listen##*:}"
 if [ -x "$build/services/transform/sluice-transform" ]; then
-  start sluice-transform "$build/services/transform/sluice-transform" --nats-url="$nats_url" \
-    --mongodb-uri="$mongo_uri" --transform-rules="$rules" --metrics-listen=127.0.0.1:9091
+  SLUICE_TRANSFORM_RULES="$rules" start sluice-transform \
+    "$build/services/transform/sluice-transform" --nats-url="$nats_url" \
+    --mongodb-uri="$mongo_uri" --metrics-listen=127.0.0.1:9091
 fi
 if [ -x "$build/services/audit/sluice-audit" ]; then
   start sluice-audit "$build/services/audit/sluice-audit" --nats-url="$nats_url" \
