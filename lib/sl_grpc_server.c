@@ -334,8 +334,8 @@ static void shutdown_done(sl_tag *tag, bool ok)
 sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, size_t errlen)
 {
     sl_grpc_server *s = calloc(1, sizeof(*s));
-    grpc_arg args[2];
-    grpc_channel_args chargs = {2, args};
+    grpc_arg args[3];
+    grpc_channel_args chargs = {3, args};
     grpc_server_credentials *creds;
     int port;
 
@@ -349,6 +349,11 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
     args[1].type = GRPC_ARG_INTEGER;
     args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
     args[1].value.integer = (int)cfg->max_message_bytes;
+    /* gRPC core would share the port with another process (SO_REUSEPORT):
+     * a second sluice-ingest must fail to bind, not split the traffic. */
+    args[2].type = GRPC_ARG_INTEGER;
+    args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[2].value.integer = 0;
 
     gpr_set_log_function(grpc_log_to_sl);
     pthread_mutex_init(&s->mu, NULL);
