@@ -45,8 +45,13 @@ typedef struct slot {
     uint64_t sequence;
     bool duplicate;
     char id[SL_RECORD_ID_MAX + 1];
-    char stream[64];
-    char message[384];
+    /* The stream that stored the record: the configured name, or (should
+     * JetStream name another) a copy in stream_copy. A rejected record's
+     * message is allocated only when there is one: slots stay small, and a
+     * stream holds stream_window of them. */
+    const char *stream;
+    char *stream_copy;
+    char *message;
 } slot;
 
 /* Counters for what happens to records, beside the per-method gRPC ones. */
@@ -82,6 +87,8 @@ struct ingest_call {
     ingest_call *prev, *next; /* svc->streams, for drain */
 };
 
+static void slot_clear(slot *s);
+
 /* ---- call life ------------------------------------------------------------- */
 
 /* sl_call_ops.destroy: the last reference is gone. */
@@ -99,6 +106,8 @@ static void call_destroy(sl_call *b)
             c->next->prev = c->prev;
         pthread_mutex_unlock(&svc->mu);
     }
+    for (size_t i = 0; i < c->nslots; i++)
+        slot_clear(&c->slots[i]);
     if (c->slots != &c->one)
         free(c->slots);
     free(c);
@@ -117,11 +126,25 @@ static bool in_flight_acquire(ingest_service *svc)
     return true;
 }
 
+/* Frees what a slot holds and zeroes it. */
+static void slot_clear(slot *s)
+{
+    free(s->message);
+    free(s->stream_copy);
+    memset(s, 0, sizeof(*s));
+}
+
 static void slot_fail(slot *s, int code, const char *message)
 {
     s->state = SLOT_DONE;
     s->code = code;
-    snprintf(s->message, sizeof(s->message), "%s", message);
+    free(s->message);
+    s->message = strdup(message);
+}
+
+static const char *slot_message(const slot *s)
+{
+    return s->message ? s->message : "out of memory";
 }
 
 /* Validates r and publishes it; the slot ends SLOT_DONE (answered now) or
@@ -131,20 +154,17 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     ingest_service *svc = c->svc;
     int64_t now = sl_time_mono_ms(), timeout = svc->cfg.publish_timeout_ms;
     natsMsg *msg = NULL;
-    char err[256];
+    char err[512];
     int code;
 
-    memset(s, 0, offsetof(slot, message));
+    slot_clear(s);
     s->call = c;
     s->state = SLOT_DONE;
-    s->message[0] = '\0';
     if (r != NULL)
         snprintf(s->id, sizeof(s->id), "%s", r->id);
-    code = sl_record_validate(r, &svc->cfg.limits, where, s->message, sizeof(s->message));
-    if (code != 0) {
-        s->code = code;
-        return;
-    }
+    code = sl_record_validate(r, &svc->cfg.limits, where, err, sizeof(err));
+    if (code != 0)
+        return slot_fail(s, code, err);
     if (s->id[0] == '\0')
         sl_uuid_v7(s->id);
     if (c->base.deadline_ms != INT64_MAX) {
@@ -179,7 +199,7 @@ static void fill_response(Sluice__V1__IngestResponse *resp, slot *s)
 {
     sluice__v1__ingest_response__init(resp);
     resp->id = s->id;
-    resp->stream = s->stream;
+    resp->stream = (char *)(s->stream ? s->stream : "");
     resp->sequence = s->sequence;
     resp->duplicate = s->duplicate;
 }
@@ -201,7 +221,7 @@ static uint8_t *pack_result(slot *s, size_t *len)
     } else {
         google__rpc__status__init(&status);
         status.code = s->code;
-        status.message = s->message;
+        status.message = (char *)slot_message(s);
         res.outcome_case = SLUICE__V1__INGEST_RESULT__OUTCOME_ERROR;
         res.error = &status;
     }
@@ -240,7 +260,7 @@ static void count_result(ingest_service *svc, const slot *s)
     }
     sl_series_inc(series);
     if (s->code == SL_GRPC_INVALID_ARGUMENT) {
-        invalid_field(s->message, field, sizeof(field));
+        invalid_field(slot_message(s), field, sizeof(field));
         sl_series_inc(sl_metric_with(m->invalid, field, NULL));
     }
 }
@@ -264,7 +284,7 @@ static void record_done(ingest_service *svc, const slot *s)
             return;
         BSON_APPEND_UTF8(f, "id", s->id);
         BSON_APPEND_UTF8(f, "code", sl_grpc_code_name(s->code));
-        BSON_APPEND_UTF8(f, "error", s->message);
+        BSON_APPEND_UTF8(f, "error", slot_message(s));
     }
     sl_log_end(f);
 }
@@ -280,7 +300,7 @@ static void answer_unary_locked(ingest_call *c)
 
     record_done(c->svc, s);
     if (s->code != 0) {
-        sl_call_status_locked(&c->base, s->code, s->message);
+        sl_call_status_locked(&c->base, s->code, slot_message(s));
         return;
     }
     fill_response(&resp, s);
@@ -357,7 +377,7 @@ static void pump_stream_locked(ingest_call *c)
             return;
         record_done(c->svc, s);
         buf = pack_result(s, &len);
-        s->state = SLOT_FREE;
+        slot_clear(s); /* SLOT_FREE */
         c->head++;
         if (buf != NULL)
             sl_call_send_locked(&c->base, buf, len, false, 0, NULL);
@@ -385,12 +405,15 @@ static void on_puback(void *closure, const sl_js_ack *ack)
     s->state = SLOT_DONE;
     c->waiting--;
     if (ack->code != 0) {
-        s->code = ack->code;
-        snprintf(s->message, sizeof(s->message), "%s", ack->error);
+        slot_fail(s, ack->code, ack->error);
     } else {
+        const char *name = ack->stream ? ack->stream : "";
         s->sequence = ack->sequence;
         s->duplicate = ack->duplicate;
-        snprintf(s->stream, sizeof(s->stream), "%s", ack->stream ? ack->stream : "");
+        if (strcmp(name, c->svc->cfg.stream) == 0)
+            s->stream = c->svc->cfg.stream;
+        else
+            s->stream = s->stream_copy = strdup(name);
     }
     if (c->kind == RPC_UNARY)
         answer_unary_locked(c);
@@ -452,7 +475,7 @@ static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
 
     c->tail++;
     if (req == NULL) {
-        memset(s, 0, sizeof(*s));
+        slot_clear(s);
         slot_fail(s, SL_GRPC_INVALID_ARGUMENT, "request: not a valid sluice.v1.IngestRequest message");
     } else {
         submit_locked(c, s, req->record, "record");

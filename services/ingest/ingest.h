@@ -18,6 +18,7 @@
 #include "sl_record.h"
 
 typedef struct ingest_config {
+    const char *stream;         /* the stream records go to, e.g. "SLUICE" */
     int64_t publish_timeout_ms; /* UNAVAILABLE when no PubAck came by then */
     int64_t max_in_flight;      /* records published and not yet acked, all calls */
     int64_t stream_window;      /* records in flight per IngestStream call */

@@ -234,8 +234,8 @@ static int start(process *p)
 /* Routes the services and serves until SIGTERM or SIGINT. */
 static void serve(process *p, const sigset_t *signals)
 {
-    ingest_config ic = {cfg.publish_timeout_ms, cfg.max_in_flight, cfg.stream_window,
-                        cfg.max_batch, {0}};
+    ingest_config ic = {cfg.stream,        cfg.publish_timeout_ms, cfg.max_in_flight,
+                        cfg.stream_window, cfg.max_batch,         {0}};
     int sig = 0;
 
     sl_record_limits_default(&ic.limits);

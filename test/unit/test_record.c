@@ -91,7 +91,9 @@ static void test_type_length(void)
 static void test_payload_rules(void)
 {
     Sluice__V1__Record r;
-    const char *bad[] = {"[1,2]", "\"text\"", "42", "{\"a\":", "{} trailing", "not json", "  "};
+    const char *bad[] = {"[1,2]", "\"text\"", "42", "{\"a\":", "{} trailing", "not json", "  ",
+                         "{}{}", "{\"a\":1} {\"b\":2}", "{\"a\":\"}\"} x"};
+    const char *good[] = {"{\"a\":\"}{\"}", "{\"a\":\"\\\"}\"}\n", "{\"a\":[{}, {\"b\":[]}]} "};
     make(&r, "a", NULL);
     CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
     CHECK(strncmp(msg, "record.payload: required", 24) == 0);
@@ -99,6 +101,10 @@ static void test_payload_rules(void)
         make(&r, "a", bad[i]);
         CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
         CHECK(strncmp(msg, "record.payload: must be a UTF-8 JSON object (", 44) == 0);
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        make(&r, "a", good[i]);
+        CHECK(validate(&r) == 0);
     }
     make(&r, "a", "{\"a\":\"\xff\"}");
     CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
