@@ -26,7 +26,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, timeout=15.0, proc=None):
+def wait_port(port, timeout=30.0, proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -66,6 +66,19 @@ class Proc:
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                      env=self.env, cwd=self.workdir)
         log.close()
+        return self
+
+    def started(self, *ports):
+        """Waits for ports to open; a process that never gets there is killed
+        so no test leaves it behind."""
+        try:
+            for port in ports:
+                wait_port(port, proc=self.proc)
+        except Exception:
+            if self.running():
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            raise
         return self
 
     def running(self):
@@ -121,8 +134,7 @@ class NatsServer(Proc):
 
     def start(self):
         super().start()
-        wait_port(self.port, proc=self.proc)
-        return self
+        return self.started(self.port)
 
 
 class FerretDB(Proc):
@@ -143,8 +155,7 @@ class FerretDB(Proc):
 
     def start(self):
         super().start()
-        wait_port(self.port, proc=self.proc)
-        return self
+        return self.started(self.port)
 
 
 def service_binary(name):
@@ -183,9 +194,7 @@ class Ingest(Service):
 
     def start(self):
         super().start()
-        wait_port(self.metrics_port, proc=self.proc)
-        wait_port(self.port, proc=self.proc)
-        return self
+        return self.started(self.metrics_port, self.port)
 
 
 def generate_python_stubs(out_dir):
