@@ -1,0 +1,945 @@
+/* sl_consumer: see sl_consumer.h.
+ *
+ * The file reads top to bottom in the order a message lives through it:
+ * settings, provisioning (streams, consumer), fetching, building documents,
+ * writing, settling (ack, nak, dead letter), and the run loop that ties
+ * them together. Fetching and settling go through sl_pull (see there why
+ * not cnats' own natsSubscription_Fetch), dead letters through sl_dlq.
+ *
+ * Per-batch state lives in arrays sized once for the batch size and reused
+ * for every batch, so the loop allocates nothing of its own per message
+ * (cnats, libbson and libmongoc do). Only the sl_consumer_run thread touches
+ * them. The stop flag is an atomic; the mutex and condition variable exist
+ * only so that a stop wakes the loop from its waits at once. */
+#include "sl_consumer.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "sl_dlq.h"
+#include "sl_js.h"
+#include "sl_log.h"
+#include "sl_pull.h"
+#include "sl_record.h"
+#include "sl_signal.h"
+#include "sl_time.h"
+
+#define SUBJECTS "sluice.rec.>"
+#define NAME_MAX_LEN 96
+#define ERROR_LEN 512
+#define BACKOFF_STEPS 5
+#define NAK_DELAY_MAX_MS 60000
+#define REPLAY_INACTIVE_NS (3600LL * 1000000000LL)
+#define STORE_RETRY_MAX_MS 5000
+#define STATS_EVERY_MS 10000
+#define NOTICE_EVERY_MS 30000
+
+const int64_t sl_consumer_latency_bounds_us[SL_CONSUMER_LATENCY_BUCKETS] = {
+    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 10000000};
+
+struct sl_consumer {
+    sl_consumer_config cfg;
+    const sl_consumer_settings *set;
+    sl_mongo *mongo;
+    sl_js *js;
+    sl_pull *pull; /* NULL while not bound */
+    char name[NAME_MAX_LEN + 64];
+
+    _Atomic bool stopping;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    sl_consumer_stats stats;
+
+    bool store_ok;
+    bool indexes_ok;
+    int64_t store_retry_ms;
+    int fetch_errors;
+    int64_t last_notice_ms; /* rate limit for repeated warnings */
+    int64_t last_stats_ms;
+    uint64_t last_stats_delivered;
+
+    /* Per batch, each sized cap. */
+    size_t cap;
+    sl_delivery *del;
+    jsMsgMetaData **meta;
+    natsMsg **msgs; /* the batch fetched, owned until batch_release */
+    bson_t *docs;
+    const bson_t **write_docs;
+    size_t *write_of; /* write_docs[k] is the document of del[write_of[k]] */
+    sl_mongo_outcome *write_out;
+    sl_mongo_result *result; /* per delivery */
+    bool *duplicate;
+    char (*error)[ERROR_LEN];
+};
+
+/* ---- settings ----------------------------------------------------------- */
+
+void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *consumer_default,
+                         const char *metrics_default)
+{
+    size_t i = 0;
+
+    /* clang-format off: one option per entry reads better than one field per line */
+    o[i++] = (sl_option){"nats-url",
+                         "NATS_URL",
+                         SL_OPT_STRING,
+                         "nats://127.0.0.1:4222",
+                         "NATS server URL(s), comma-separated",
+                         &s->nats_url,
+                         0,
+                         0};
+    o[i++] = (sl_option){"mongodb-uri",
+                         "MONGODB_URI",
+                         SL_OPT_STRING,
+                         "mongodb://127.0.0.1:27017/sluice",
+                         "MongoDB URI; the database is its path",
+                         &s->mongodb_uri,
+                         0,
+                         0};
+    o[i++] = (sl_option){"stream",
+                         "SLUICE_STREAM",
+                         SL_OPT_STRING,
+                         "SLUICE",
+                         "JetStream stream to read",
+                         &s->stream,
+                         0,
+                         0};
+    o[i++] = (sl_option){"consumer",
+                         "SLUICE_CONSUMER",
+                         SL_OPT_STRING,
+                         consumer_default,
+                         "durable consumer, shared by all replicas",
+                         &s->consumer,
+                         0,
+                         0};
+    o[i++] = (sl_option){"batch-size",
+                         "SLUICE_BATCH_SIZE",
+                         SL_OPT_INT,
+                         "256",
+                         "messages per fetch and per bulk write",
+                         &s->batch_size,
+                         1,
+                         1000};
+    o[i++] = (sl_option){"fetch-wait",
+                         "SLUICE_FETCH_WAIT",
+                         SL_OPT_DURATION,
+                         "500ms",
+                         "longest wait for a batch to fill",
+                         &s->fetch_wait_ms,
+                         1,
+                         60000};
+    o[i++] = (sl_option){"ack-wait",
+                         "SLUICE_ACK_WAIT",
+                         SL_OPT_DURATION,
+                         "30s",
+                         "redelivery when unacknowledged this long (doubles per delivery)",
+                         &s->ack_wait_ms,
+                         1000,
+                         3600000};
+    o[i++] = (sl_option){"max-deliver",
+                         "SLUICE_MAX_DELIVER",
+                         SL_OPT_INT,
+                         "10",
+                         "deliveries before a failing message goes to " SL_DLQ_STREAM,
+                         &s->max_deliver,
+                         1,
+                         1000};
+    o[i++] = (sl_option){"replay-from-seq",
+                         "SLUICE_REPLAY_FROM_SEQ",
+                         SL_OPT_INT,
+                         "0",
+                         "replay on a new consumer from this stream sequence (0: off)",
+                         &s->replay_from_seq,
+                         0,
+                         0};
+    o[i++] = (sl_option){"replay-from-time",
+                         "SLUICE_REPLAY_FROM_TIME",
+                         SL_OPT_STRING,
+                         "",
+                         "replay on a new consumer from this RFC 3339 time (empty: off)",
+                         &s->replay_from_time,
+                         0,
+                         0};
+    o[i++] = (sl_option){"metrics-listen",
+                         "SLUICE_METRICS_LISTEN",
+                         SL_OPT_STRING,
+                         metrics_default,
+                         "HTTP address for /metrics, /healthz, /readyz",
+                         &s->metrics_listen,
+                         0,
+                         0};
+    o[i++] = (sl_option){"log-level",
+                         "SLUICE_LOG_LEVEL",
+                         SL_OPT_STRING,
+                         "info",
+                         "debug, info, warn or error",
+                         &s->log_level,
+                         0,
+                         0};
+    /* clang-format on */
+}
+
+/* JetStream names: no whitespace, '.', '*', '>', or path separators. */
+static bool js_name_valid(const char *name, size_t max)
+{
+    size_t n = strlen(name);
+    return n > 0 && n <= max && strpbrk(name, " \t\r\n.*>/\\") == NULL;
+}
+
+bool sl_consumer_settings_check(sl_consumer_settings *s, char *err, size_t errlen)
+{
+    sl_log_level level;
+
+    if (s->nats_url[0] == '\0')
+        snprintf(err, errlen, "invalid --nats-url: must not be empty");
+    else if (s->mongodb_uri[0] == '\0')
+        snprintf(err, errlen, "invalid --mongodb-uri: must not be empty");
+    else if (!sl_mongo_uri_check(s->mongodb_uri, err, errlen))
+        return false;
+    else if (!js_name_valid(s->stream, 255))
+        snprintf(err, errlen,
+                 "invalid --stream \"%s\": a JetStream name without spaces, "
+                 "'.', '*', '>' or slashes",
+                 s->stream);
+    else if (!js_name_valid(s->consumer, NAME_MAX_LEN))
+        snprintf(err, errlen,
+                 "invalid --consumer \"%s\": at most %d characters, without "
+                 "spaces, '.', '*', '>' or slashes",
+                 s->consumer, NAME_MAX_LEN);
+    else if (!sl_log_level_parse(s->log_level, &level))
+        snprintf(err, errlen, "invalid --log-level \"%s\": expected debug, info, warn or error",
+                 s->log_level);
+    else if (s->replay_from_seq > 0 && s->replay_from_time[0] != '\0')
+        snprintf(err, errlen, "--replay-from-seq and --replay-from-time exclude each other");
+    else if (s->replay_from_time[0] != '\0' &&
+             (!sl_time_parse_rfc3339(s->replay_from_time, &s->replay_from_ns) ||
+              s->replay_from_ns <= 0))
+        snprintf(err, errlen,
+                 "invalid --replay-from-time \"%s\": expected an RFC 3339 time "
+                 "such as 2026-01-02T15:04:05Z",
+                 s->replay_from_time);
+    else
+        return true;
+    return false;
+}
+
+void sl_consumer_name(const sl_consumer_settings *s, char *out, size_t len)
+{
+    if (s->replay_from_seq > 0)
+        snprintf(out, len, "%s-replay-seq-%" PRId64, s->consumer, s->replay_from_seq);
+    else if (s->replay_from_ns > 0 && s->replay_from_ns % 1000000000LL == 0)
+        snprintf(out, len, "%s-replay-time-%" PRId64, s->consumer,
+                 (int64_t)(s->replay_from_ns / 1000000000LL));
+    else if (s->replay_from_ns > 0)
+        snprintf(out, len, "%s-replay-time-%" PRId64 "-%09" PRId64, s->consumer,
+                 (int64_t)(s->replay_from_ns / 1000000000LL),
+                 (int64_t)(s->replay_from_ns % 1000000000LL));
+    else
+        snprintf(out, len, "%s", s->consumer);
+}
+
+/* ---- pure helpers ------------------------------------------------------- */
+
+int64_t sl_consumer_backoff_ms(uint64_t deliveries, int64_t max_ms)
+{
+    int64_t delay = 1000;
+    for (uint64_t i = 1; i < deliveries && delay < max_ms; i++)
+        delay *= 2;
+    return delay < max_ms ? delay : max_ms;
+}
+
+sl_settle sl_consumer_settle(sl_mongo_result result, uint64_t deliveries, int64_t max_deliver)
+{
+    if (result == SL_MONGO_STORED)
+        return SL_SETTLE_ACK;
+    if (result == SL_MONGO_REJECTED)
+        return SL_SETTLE_DLQ;
+    /* The server redelivers nothing past MaxDeliver: a nak now would lose it. */
+    if (max_deliver > 0 && deliveries >= (uint64_t)max_deliver)
+        return SL_SETTLE_DLQ;
+    return SL_SETTLE_NAK;
+}
+
+const char *sl_delivery_header(const sl_delivery *d, const char *name)
+{
+    const char *v = NULL;
+    if (d->msg == NULL || natsMsgHeader_Get(d->msg, name, &v) != NATS_OK)
+        return NULL;
+    return v;
+}
+
+Sluice__V1__Record *sl_delivery_record(const sl_delivery *d, char *err, size_t errlen)
+{
+    Sluice__V1__Record *r = sluice__v1__record__unpack(NULL, d->len, d->data);
+    if (r == NULL)
+        snprintf(err, errlen, "body is not a protobuf sluice.v1.Record (%zu bytes)", d->len);
+    return r;
+}
+
+const char *sl_delivery_record_id(const sl_delivery *d, const Sluice__V1__Record *r)
+{
+    const char *id = sl_delivery_header(d, SL_HDR_MSG_ID);
+    if (r != NULL && r->id != NULL && r->id[0] != '\0')
+        return r->id;
+    return id != NULL && id[0] != '\0' ? id : NULL;
+}
+
+int64_t sl_delivery_received_ns(const sl_delivery *d)
+{
+    const char *text = sl_delivery_header(d, SL_HDR_RECEIVED_AT);
+    int64_t ns;
+    if (text != NULL && sl_time_parse_rfc3339(text, &ns))
+        return ns;
+    return d->stream_time_ns;
+}
+
+const char *sl_delivery_type(const sl_delivery *d)
+{
+    const char *t = sl_delivery_header(d, SL_HDR_TYPE);
+    size_t plen = strlen(SL_SUBJECT_PREFIX);
+
+    if (t != NULL && *t != '\0')
+        return t;
+    if (d->subject != NULL && strncmp(d->subject, SL_SUBJECT_PREFIX, plen) == 0)
+        return d->subject + plen;
+    return NULL;
+}
+
+/* ---- waiting and logging ------------------------------------------------ */
+
+/* Sleeps up to ms, or less when sl_consumer_stop is called. */
+static void pause_ms(sl_consumer *c, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!atomic_load(&c->stopping) && pthread_cond_timedwait(&c->cond, &c->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* True when a repeated warning should be logged now (first time, then every
+ * NOTICE_EVERY_MS); notice_reset starts over once things are fine. */
+static bool notice_due(sl_consumer *c)
+{
+    int64_t now = sl_time_mono_ms();
+    if (c->last_notice_ms != 0 && now - c->last_notice_ms < NOTICE_EVERY_MS)
+        return false;
+    c->last_notice_ms = now;
+    return true;
+}
+
+static void notice_reset(sl_consumer *c)
+{
+    c->last_notice_ms = 0;
+}
+
+static void stats_log(sl_consumer *c, sl_log_level level, const char *msg)
+{
+    const sl_consumer_stats *st = &c->stats;
+    bson_t *f = sl_log_begin(level, msg);
+    if (f == NULL)
+        return;
+    BSON_APPEND_UTF8(f, "consumer", c->name);
+    BSON_APPEND_INT64(f, "delivered", (int64_t)atomic_load(&st->delivered));
+    BSON_APPEND_INT64(f, "stored", (int64_t)atomic_load(&st->stored));
+    BSON_APPEND_INT64(f, "duplicates", (int64_t)atomic_load(&st->duplicates));
+    BSON_APPEND_INT64(f, "naked", (int64_t)atomic_load(&st->naked));
+    BSON_APPEND_INT64(f, "dlq", (int64_t)atomic_load(&st->dlq));
+    BSON_APPEND_INT64(f, "mongo_errors", (int64_t)atomic_load(&st->mongo_errors));
+    BSON_APPEND_INT64(f, "mongo_writes", (int64_t)atomic_load(&st->mongo_writes));
+    BSON_APPEND_INT64(f, "mongo_write_us_sum", (int64_t)atomic_load(&st->mongo_write_us_sum));
+    sl_log_end(f);
+}
+
+static void stats_log_periodic(sl_consumer *c)
+{
+    int64_t now = sl_time_mono_ms();
+    uint64_t delivered = atomic_load(&c->stats.delivered);
+
+    if (now - c->last_stats_ms < STATS_EVERY_MS)
+        return;
+    c->last_stats_ms = now;
+    if (delivered == c->last_stats_delivered)
+        return;
+    c->last_stats_delivered = delivered;
+    stats_log(c, SL_LOG_INFO, "consumer stats");
+}
+
+static void report_difference(const sl_consumer *c, const char *field, int64_t want, int64_t have)
+{
+    bson_t *f = sl_log_begin(SL_LOG_WARN, "consumer exists with other settings; keeping them");
+    if (f == NULL)
+        return;
+    BSON_APPEND_UTF8(f, "stream", c->set->stream);
+    BSON_APPEND_UTF8(f, "consumer", c->name);
+    BSON_APPEND_UTF8(f, "setting", field);
+    BSON_APPEND_INT64(f, "configured", want);
+    BSON_APPEND_INT64(f, "existing", have);
+    sl_log_end(f);
+}
+
+/* ---- provisioning: the consumer ------------------------------------------ */
+
+/* BackOff: AckWait, then doubling, at most BACKOFF_STEPS values and fewer
+ * than MaxDeliver (the server's rule). The first value is AckWait itself,
+ * since the server takes BackOff[0] as the ack wait of the first delivery. */
+static int backoff_fill(const sl_consumer_settings *s, int64_t *out)
+{
+    int n = 0;
+    int64_t v = s->ack_wait_ms * 1000000LL;
+    while (n < BACKOFF_STEPS && n < s->max_deliver - 1) {
+        out[n++] = v;
+        v *= 2;
+    }
+    return n;
+}
+
+static void consumer_config_fill(const sl_consumer *c, jsConsumerConfig *cc, int64_t *backoff)
+{
+    const sl_consumer_settings *s = c->set;
+
+    jsConsumerConfig_Init(cc);
+    cc->Durable = c->name;
+    cc->AckPolicy = js_AckExplicit;
+    cc->AckWait = s->ack_wait_ms * 1000000LL;
+    cc->MaxDeliver = s->max_deliver;
+    cc->BackOffLen = backoff_fill(s, backoff);
+    cc->BackOff = cc->BackOffLen > 0 ? backoff : NULL;
+    cc->DeliverPolicy = js_DeliverAll;
+    if (s->replay_from_seq > 0) {
+        cc->DeliverPolicy = js_DeliverByStartSequence;
+        cc->OptStartSeq = (uint64_t)s->replay_from_seq;
+    } else if (s->replay_from_ns > 0) {
+        cc->DeliverPolicy = js_DeliverByStartTime;
+        cc->OptStartTime = s->replay_from_ns;
+    }
+    if (s->replay_from_seq > 0 || s->replay_from_ns > 0)
+        cc->InactiveThreshold = REPLAY_INACTIVE_NS;
+}
+
+static void consumer_compare(const sl_consumer *c, const jsConsumerConfig *want,
+                             const jsConsumerConfig *have)
+{
+    bool backoff_same = want->BackOffLen == have->BackOffLen;
+    for (int i = 0; backoff_same && i < want->BackOffLen; i++)
+        backoff_same = want->BackOff[i] == have->BackOff[i];
+
+    if (have->AckPolicy != want->AckPolicy)
+        report_difference(c, "ack_policy", want->AckPolicy, have->AckPolicy);
+    if (have->AckWait != want->AckWait)
+        report_difference(c, "ack_wait_ms", want->AckWait / 1000000, have->AckWait / 1000000);
+    if (have->MaxDeliver != want->MaxDeliver)
+        report_difference(c, "max_deliver", want->MaxDeliver, have->MaxDeliver);
+    if (!backoff_same)
+        report_difference(c, "backoff_steps", want->BackOffLen, have->BackOffLen);
+    if (have->DeliverPolicy != want->DeliverPolicy)
+        report_difference(c, "deliver_policy", want->DeliverPolicy, have->DeliverPolicy);
+    if (have->OptStartSeq != want->OptStartSeq)
+        report_difference(c, "opt_start_seq", (int64_t)want->OptStartSeq,
+                          (int64_t)have->OptStartSeq);
+    if (have->FilterSubject != NULL && have->FilterSubject[0] != '\0')
+        sl_log(SL_LOG_WARN, "consumer %s filters on %s; keeping it", c->name, have->FilterSubject);
+    if (have->DeliverSubject != NULL && have->DeliverSubject[0] != '\0')
+        sl_log(SL_LOG_ERROR,
+               "consumer %s is a push consumer (deliver subject %s); this service "
+               "needs a pull consumer: delete it or choose another --consumer",
+               c->name, have->DeliverSubject);
+}
+
+static bool consumer_ensure(sl_consumer *c)
+{
+    jsCtx *ctx = sl_js_ctx(c->js);
+    jsConsumerInfo *ci = NULL;
+    jsConsumerConfig cc;
+    int64_t backoff[BACKOFF_STEPS];
+    jsErrCode jerr = 0;
+    natsStatus s;
+
+    consumer_config_fill(c, &cc, backoff);
+    s = js_GetConsumerInfo(&ci, ctx, c->set->stream, c->name, NULL, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+        s = js_AddConsumer(&ci, ctx, c->set->stream, &cc, NULL, &jerr);
+        if (s == NATS_OK)
+            sl_log(SL_LOG_INFO, "created consumer %s on stream %s", c->name, c->set->stream);
+        else /* perhaps a replica created it first: look again */
+            s = js_GetConsumerInfo(&ci, ctx, c->set->stream, c->name, NULL, &jerr);
+    } else if (s == NATS_OK) {
+        consumer_compare(c, &cc, ci->Config);
+    }
+    if (s != NATS_OK && notice_due(c))
+        sl_log(SL_LOG_WARN, "consumer %s on stream %s not available: %s (error %d)", c->name,
+               c->set->stream, nats_GetLastError(NULL), (int)jerr);
+    jsConsumerInfo_Destroy(ci);
+    return s == NATS_OK;
+}
+
+static bool consumer_bind(sl_consumer *c)
+{
+    natsStatus s = sl_pull_open(&c->pull, sl_js_conn(c->js), c->set->stream, c->name);
+
+    if (s != NATS_OK) {
+        c->pull = NULL;
+        if (notice_due(c))
+            sl_log(SL_LOG_WARN, "binding consumer %s failed: %s", c->name, natsStatus_GetText(s));
+        return false;
+    }
+    atomic_store(&c->stats.bound, 1);
+    sl_log(SL_LOG_INFO,
+           "consuming %s through %s (batch %" PRId64 ", fetch wait %" PRId64
+           " ms, ack wait %" PRId64 " ms, max deliver %" PRId64 ")",
+           c->set->stream, c->name, c->set->batch_size, c->set->fetch_wait_ms, c->set->ack_wait_ms,
+           c->set->max_deliver);
+    notice_reset(c);
+    return true;
+}
+
+/* Gets from nothing to a bound subscription; false when some step has to
+ * wait (stream missing, NATS away) and will be tried again. */
+static bool provision(sl_consumer *c)
+{
+    if (!sl_js_ready(c->js)) {
+        if (notice_due(c))
+            sl_log(SL_LOG_WARN, "waiting for NATS and stream %s", c->set->stream);
+        return false;
+    }
+    return sl_dlq_ensure(sl_js_ctx(c->js), c->set->stream) && consumer_ensure(c) &&
+           consumer_bind(c);
+}
+
+static void unbind(sl_consumer *c)
+{
+    /* The durable consumer stays on the server; only our interest goes. */
+    sl_pull_close(c->pull);
+    c->pull = NULL;
+    atomic_store(&c->stats.bound, 0);
+}
+
+/* ---- the store ---------------------------------------------------------- */
+
+static bool indexes_ensure(sl_consumer *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < c->cfg.nindexes; i++) {
+        const sl_consumer_index *ix = &c->cfg.indexes[i];
+        if (!sl_mongo_ensure_index(c->mongo, c->cfg.collection, ix->name, ix->keys_json, err,
+                                   errlen))
+            return false;
+    }
+    return true;
+}
+
+/* True when MongoDB is known to answer. Otherwise probes it, and waits with
+ * back-off after a failed probe, so the loop fetches nothing while the store
+ * is away. */
+static bool store_ready(sl_consumer *c)
+{
+    char err[256];
+
+    if (c->store_ok)
+        return true;
+    if (sl_mongo_ping(c->mongo, err, sizeof(err)) &&
+        (c->indexes_ok || (c->indexes_ok = indexes_ensure(c, err, sizeof(err))))) {
+        sl_log(SL_LOG_INFO, "MongoDB reachable (database %s)", sl_mongo_database(c->mongo));
+        c->store_ok = true;
+        c->store_retry_ms = 0;
+        atomic_store(&c->stats.store_up, 1);
+        return true;
+    }
+    if (notice_due(c))
+        sl_log(SL_LOG_WARN, "MongoDB not reachable, not fetching until it is: %s", err);
+    c->store_retry_ms = c->store_retry_ms == 0 ? 250 : c->store_retry_ms * 2;
+    if (c->store_retry_ms > STORE_RETRY_MAX_MS)
+        c->store_retry_ms = STORE_RETRY_MAX_MS;
+    pause_ms(c, c->store_retry_ms);
+    return false;
+}
+
+static void store_lost(sl_consumer *c, const char *err)
+{
+    c->store_ok = false;
+    atomic_store(&c->stats.store_up, 0);
+    notice_reset(c);
+    sl_log(SL_LOG_WARN, "MongoDB write failed; batch nak'ed, fetching paused: %s", err);
+}
+
+static void latency_observe(sl_consumer_stats *st, int64_t us)
+{
+    size_t b = 0;
+    while (b < SL_CONSUMER_LATENCY_BUCKETS && us > sl_consumer_latency_bounds_us[b])
+        b++;
+    atomic_fetch_add(&st->mongo_write_us_bucket[b], 1);
+    atomic_fetch_add(&st->mongo_write_us_sum, (uint64_t)(us > 0 ? us : 0));
+    atomic_fetch_add(&st->mongo_writes, 1);
+}
+
+/* ---- one batch: build --------------------------------------------------- */
+
+/* Fills del[i] from the message; false when it carries no JetStream
+ * metadata (it did not come through a consumer and cannot be settled). */
+static bool delivery_init(sl_consumer *c, size_t i, natsMsg *m)
+{
+    sl_delivery *d = &c->del[i];
+    jsMsgMetaData *md = NULL;
+
+    memset(d, 0, sizeof(*d));
+    d->msg = m;
+    d->consumer = c->name;
+    d->subject = natsMsg_GetSubject(m);
+    d->data = (const uint8_t *)natsMsg_GetData(m);
+    d->len = (size_t)natsMsg_GetDataLength(m);
+    if (natsMsg_GetMetaData(&md, m) != NATS_OK)
+        return false;
+    c->meta[i] = md;
+    d->stream = md->Stream;
+    d->stream_seq = md->Sequence.Stream;
+    d->deliveries = md->NumDelivered;
+    d->stream_time_ns = md->Timestamp;
+    return true;
+}
+
+/* Builds every document; those that cannot be built are settled as
+ * rejected, the others queued for the write. Returns how many are queued. */
+static size_t batch_build(sl_consumer *c, natsMsg **msgs, size_t n)
+{
+    size_t queued = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        c->error[i][0] = '\0';
+        c->duplicate[i] = false;
+        bson_init(&c->docs[i]);
+        if (!delivery_init(c, i, msgs[i])) {
+            sl_log(SL_LOG_ERROR, "message without JetStream metadata on %s; ignored",
+                   natsMsg_GetSubject(msgs[i]));
+            c->result[i] = SL_MONGO_RETRY;
+            continue;
+        }
+        if (!c->cfg.build(c->cfg.closure, &c->del[i], &c->docs[i], c->error[i], ERROR_LEN)) {
+            c->result[i] = SL_MONGO_REJECTED;
+            continue;
+        }
+        c->result[i] = SL_MONGO_RETRY;
+        c->write_docs[queued] = &c->docs[i];
+        c->write_of[queued++] = i;
+    }
+    return queued;
+}
+
+/* ---- one batch: write --------------------------------------------------- */
+
+static void batch_write(sl_consumer *c, size_t queued)
+{
+    char err[256] = "";
+    int64_t us = 0;
+    bool ok;
+
+    if (queued == 0)
+        return;
+    ok = sl_mongo_insert_many(c->mongo, c->cfg.collection, c->write_docs, queued, c->write_out, &us,
+                              err, sizeof(err));
+    latency_observe(&c->stats, us);
+    if (!ok) {
+        atomic_fetch_add(&c->stats.mongo_errors, 1);
+        store_lost(c, err);
+    }
+    for (size_t k = 0; k < queued; k++) {
+        size_t i = c->write_of[k];
+        if (!ok) {
+            snprintf(c->error[i], ERROR_LEN, "MongoDB write failed: %s", err);
+            continue;
+        }
+        c->result[i] = c->write_out[k].result;
+        c->duplicate[i] = c->write_out[k].duplicate;
+        if (c->result[i] != SL_MONGO_STORED)
+            snprintf(c->error[i], ERROR_LEN, "MongoDB refused the document (code %d): %s",
+                     (int)c->write_out[k].code, c->write_out[k].error);
+    }
+}
+
+/* ---- one batch: settle -------------------------------------------------- */
+
+/* Dead-letters message i and terminates it; on the last delivery a
+ * retryable failure says so in its error. */
+static void settle_dlq(sl_consumer *c, size_t i)
+{
+    const sl_delivery *d = &c->del[i];
+    char error[ERROR_LEN + 64];
+    sl_dlq_letter l = {d->msg, c->name, d->stream, d->stream_seq, sl_delivery_type(d), error};
+
+    if (c->result[i] == SL_MONGO_RETRY)
+        snprintf(error, sizeof(error), "gave up after %" PRIu64 " deliveries: %s", d->deliveries,
+                 c->error[i]);
+    else
+        snprintf(error, sizeof(error), "%s", c->error[i]);
+    if (sl_dlq_publish(sl_js_ctx(c->js), sl_js_conn(c->js), &l, d->deliveries)) {
+        sl_pull_term(sl_js_conn(c->js), d->msg);
+        atomic_fetch_add(&c->stats.dlq, 1);
+    } else {
+        sl_log(SL_LOG_ERROR,
+               "dead letter for stream seq %" PRIu64 " not stored; message "
+               "left unacknowledged for redelivery",
+               d->stream_seq);
+    }
+}
+
+static void settle_one(sl_consumer *c, size_t i)
+{
+    const sl_delivery *d = &c->del[i];
+    sl_consumer_stats *st = &c->stats;
+
+    switch (sl_consumer_settle(c->result[i], d->deliveries, c->set->max_deliver)) {
+    case SL_SETTLE_ACK:
+        sl_pull_ack(sl_js_conn(c->js), d->msg);
+        atomic_fetch_add(c->duplicate[i] ? &st->duplicates : &st->stored, 1);
+        break;
+    case SL_SETTLE_NAK:
+        sl_pull_nak(sl_js_conn(c->js), d->msg,
+                    sl_consumer_backoff_ms(d->deliveries, NAK_DELAY_MAX_MS));
+        atomic_fetch_add(&st->naked, 1);
+        break;
+    case SL_SETTLE_DLQ:
+        settle_dlq(c, i);
+        break;
+    }
+}
+
+static void batch_settle(sl_consumer *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (c->meta[i] != NULL)
+            settle_one(c, i);
+    }
+    /* Acks are fire-and-forget publishes: make sure the server has them
+     * before the next fetch (and before exit). */
+    natsConnection_FlushTimeout(sl_js_conn(c->js), 5000);
+}
+
+static void batch_release(sl_consumer *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bson_destroy(&c->docs[i]);
+        jsMsgMetaData_Destroy(c->meta[i]);
+        c->meta[i] = NULL;
+        natsMsg_Destroy(c->msgs[i]);
+        c->msgs[i] = NULL;
+    }
+}
+
+/* msgs[0..n), n <= cap: build, write once, settle. */
+static void batch_process(sl_consumer *c, natsMsg **msgs, size_t n)
+{
+    size_t queued;
+
+    atomic_fetch_add(&c->stats.delivered, n);
+    queued = batch_build(c, msgs, n);
+    batch_write(c, queued);
+    batch_settle(c, n);
+    batch_release(c, n);
+    sl_log(SL_LOG_DEBUG, "batch of %zu settled", n);
+}
+
+/* ---- the loop ----------------------------------------------------------- */
+
+static void fetch_once(sl_consumer *c)
+{
+    int n = 0;
+    natsStatus s = sl_pull_fetch(c->pull, c->msgs, (int)c->cap, c->set->fetch_wait_ms, &n);
+
+    if (n > 0)
+        batch_process(c, c->msgs, (size_t)n);
+    if (s == NATS_OK) {
+        c->fetch_errors = 0;
+        return;
+    }
+    if (notice_due(c))
+        sl_log(SL_LOG_WARN, "fetch from %s failed: %s", c->name, natsStatus_GetText(s));
+    /* Consumer deleted, stream recreated, server replaced: bind again. */
+    if (++c->fetch_errors >= 3) {
+        unbind(c);
+        c->fetch_errors = 0;
+    }
+    pause_ms(c, 250);
+}
+
+static bool nats_open(sl_consumer *c, char *err, size_t errlen)
+{
+    sl_js_config jc = {
+        .url = c->set->nats_url,
+        .client_name = c->cfg.service,
+        .stream = c->set->stream,
+        .subjects = SUBJECTS,
+        .replicas = 1,
+        .max_age_ms = 0,
+        .max_bytes = -1,
+        .duplicate_window_ms = 0,
+        .provision = false,
+    };
+    natsStatus s = sl_js_open(&c->js, &jc, 1);
+
+    if (s != NATS_OK)
+        snprintf(err, errlen, "cannot use NATS at %s: %s", c->set->nats_url, natsStatus_GetText(s));
+    return s == NATS_OK;
+}
+
+int sl_consumer_run(sl_consumer *c, char *err, size_t errlen)
+{
+    if (!nats_open(c, err, errlen))
+        return -1;
+    c->last_stats_ms = sl_time_mono_ms();
+    while (!atomic_load(&c->stopping)) {
+        atomic_store(&c->stats.nats_up, sl_js_connected(c->js) ? 1 : 0);
+        if (c->pull == NULL && !provision(c)) {
+            pause_ms(c, 1000);
+            continue;
+        }
+        if (!store_ready(c))
+            continue;
+        fetch_once(c);
+        stats_log_periodic(c);
+    }
+    if (c->pull != NULL)
+        unbind(c);
+    stats_log(c, SL_LOG_INFO, "stopped");
+    sl_js_close(c->js);
+    c->js = NULL;
+    return 0;
+}
+
+void sl_consumer_stop(sl_consumer *c)
+{
+    pthread_mutex_lock(&c->mu);
+    atomic_store(&c->stopping, true);
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
+const sl_consumer_stats *sl_consumer_stats_of(const sl_consumer *c)
+{
+    return &c->stats;
+}
+
+bool sl_consumer_ready(const sl_consumer *c, char *why, size_t whylen)
+{
+    const sl_consumer_stats *st = &c->stats;
+
+    if (!atomic_load(&st->nats_up))
+        snprintf(why, whylen, "not connected to NATS");
+    else if (!atomic_load(&st->bound))
+        snprintf(why, whylen, "consumer %s not bound (stream %s missing?)", c->name,
+                 c->set->stream);
+    else if (!atomic_load(&st->store_up))
+        snprintf(why, whylen, "MongoDB not reachable");
+    else
+        return true;
+    return false;
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static bool arrays_alloc(sl_consumer *c, size_t cap)
+{
+    c->cap = cap;
+    c->msgs = calloc(cap, sizeof(*c->msgs));
+    c->del = calloc(cap, sizeof(*c->del));
+    c->meta = calloc(cap, sizeof(*c->meta));
+    c->docs = calloc(cap, sizeof(*c->docs));
+    c->write_docs = calloc(cap, sizeof(*c->write_docs));
+    c->write_of = calloc(cap, sizeof(*c->write_of));
+    c->write_out = calloc(cap, sizeof(*c->write_out));
+    c->result = calloc(cap, sizeof(*c->result));
+    c->duplicate = calloc(cap, sizeof(*c->duplicate));
+    c->error = calloc(cap, sizeof(*c->error));
+    return c->msgs && c->del && c->meta && c->docs && c->write_docs && c->write_of &&
+           c->write_out && c->result && c->duplicate && c->error;
+}
+
+sl_consumer *sl_consumer_new(const sl_consumer_config *cfg, sl_mongo *mongo, char *err,
+                             size_t errlen)
+{
+    sl_consumer *c = calloc(1, sizeof(*c));
+
+    if (c == NULL || !arrays_alloc(c, (size_t)cfg->settings->batch_size)) {
+        snprintf(err, errlen, "out of memory");
+        sl_consumer_free(c);
+        return NULL;
+    }
+    c->cfg = *cfg;
+    c->set = cfg->settings;
+    c->mongo = mongo;
+    sl_consumer_name(c->set, c->name, sizeof(c->name));
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    return c;
+}
+
+void sl_consumer_free(sl_consumer *c)
+{
+    if (c == NULL)
+        return;
+    if (c->set != NULL) {
+        pthread_cond_destroy(&c->cond);
+        pthread_mutex_destroy(&c->mu);
+    }
+    free(c->msgs);
+    free(c->del);
+    free(c->meta);
+    free(c->docs);
+    free(c->write_docs);
+    free(c->write_of);
+    free(c->write_out);
+    free(c->result);
+    free(c->duplicate);
+    free(c->error);
+    free(c);
+}
+
+/* ---- a service's main --------------------------------------------------- */
+
+/* The signal watcher's thread. */
+static void on_stop_signal(void *closure, int sig)
+{
+    (void)sig;
+    sl_consumer_stop(closure);
+}
+
+int sl_consumer_main(const sl_consumer_config *cfg)
+{
+    const sl_consumer_settings *s = cfg->settings;
+    /* Half the AckWait, so that a dead store is an error before the server
+     * redelivers; but never so short that a slow store looks dead. */
+    int64_t op_timeout_ms = s->ack_wait_ms / 2 > 5000 ? s->ack_wait_ms / 2 : 5000;
+    sl_mongo_config mc = {s->mongodb_uri, cfg->service, op_timeout_ms};
+    sl_consumer *c = NULL;
+    sl_mongo *mongo;
+    char err[512];
+    int rc = 1;
+
+    mongo = sl_mongo_open(&mc, err, sizeof(err));
+    if (mongo == NULL) {
+        fprintf(stderr, "%s: %s\n", cfg->service, err);
+        return 2;
+    }
+    c = sl_consumer_new(cfg, mongo, err, sizeof(err));
+    if (c != NULL && !sl_signal_watch(on_stop_signal, c)) {
+        snprintf(err, sizeof(err), "cannot start the signal thread");
+    } else if (c != NULL) {
+        rc = sl_consumer_run(c, err, sizeof(err)) == 0 ? 0 : 1;
+        sl_signal_unwatch();
+    }
+    if (rc != 0)
+        fprintf(stderr, "%s: %s\n", cfg->service, err);
+    sl_consumer_free(c);
+    sl_mongo_close(mongo);
+    nats_Close();
+    return rc;
+}

@@ -1,0 +1,208 @@
+/* sl_consumer: the loop every downstream service runs. It reads the stream
+ * through a durable pull consumer, turns each message into one MongoDB
+ * document with the service's own (pure) function, writes a whole batch with
+ * one unordered bulk insert, and only then settles each message:
+ *
+ *     stored (or already stored)   -> Ack
+ *     transient failure            -> Nak with a delay, exponential back-off
+ *     terminal failure, or a
+ *     transient one on the last
+ *     allowed delivery             -> publish to SLUICE_DLQ (sl_dlq), wait
+ *                                     for the PubAck, then Term
+ *
+ * so a message leaves the consumer only once its document is stored or its
+ * dead letter is; nothing is dropped silently. When MongoDB fails the whole
+ * batch (down, timing out), the batch is nak'ed and the loop stops fetching
+ * until a ping succeeds again: messages are not delivered, and so do not
+ * use up their MaxDeliver, while the store is away.
+ *
+ * Provisioning. On start the loop waits for the stream, creates SLUICE_DLQ
+ * (subjects sluice.dlq.>) when missing, and creates the durable consumer
+ * when missing (explicit ack, AckWait, MaxDeliver, BackOff). A consumer that
+ * exists with other settings is reported field by field and used as it is.
+ * Several replicas of a service bind the same durable and share its
+ * messages. Replay (--replay-from-seq / --replay-from-time) uses a consumer
+ * of its own, "<consumer>-replay-seq-<n>" or "<consumer>-replay-time-<unix
+ * seconds>", durable with an inactivity threshold so the server removes it
+ * an hour after the last replica stops; the store's duplicate-key rule makes
+ * the replay write only what is missing.
+ *
+ * Threads: sl_consumer_run does all the work on the calling thread and
+ * returns after sl_consumer_stop, which any thread may call (typically the
+ * signal-watching one): the batch in hand is finished and settled first.
+ * The build callback runs on the sl_consumer_run thread. The counters in
+ * sl_consumer_stats are atomics, readable from any thread at any time. */
+#ifndef SL_CONSUMER_H
+#define SL_CONSUMER_H
+
+#include <bson/bson.h>
+#include <nats/nats.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sl_config.h"
+#include "sl_dlq.h"
+#include "sl_mongo.h"
+#include "sluice/v1/ingest.pb-c.h"
+
+/* The settings both services share, filled by sl_config from the table that
+ * sl_consumer_options writes. Strings live as long as the process. */
+typedef struct sl_consumer_settings {
+    const char *nats_url;
+    const char *mongodb_uri;
+    const char *stream;
+    const char *consumer;
+    const char *replay_from_time; /* "" = no replay by time */
+    const char *metrics_listen;
+    const char *log_level;
+    int64_t batch_size;
+    int64_t fetch_wait_ms;
+    int64_t ack_wait_ms;
+    int64_t max_deliver;
+    int64_t replay_from_seq; /* 0 = no replay by sequence */
+    int64_t replay_from_ns;  /* replay_from_time parsed by sl_consumer_settings_check */
+} sl_consumer_settings;
+
+#define SL_CONSUMER_NOPTIONS 12
+
+/* Writes the SL_CONSUMER_NOPTIONS shared options into opts, pointing at s;
+ * the service adds its own and the terminating {0} after them.
+ * consumer_default and metrics_default are the service's defaults
+ * ("transform", "0.0.0.0:9091"). */
+void sl_consumer_options(sl_option *opts, sl_consumer_settings *s, const char *consumer_default,
+                         const char *metrics_default);
+
+/* Checks what the option table cannot: names, the replay settings (at most
+ * one, time in RFC 3339). Returns false with err set to one line. */
+bool sl_consumer_settings_check(sl_consumer_settings *s, char *err, size_t errlen);
+
+/* The name of the consumer to bind: the durable, or its replay variant.
+ * Writes at most len bytes into out. */
+void sl_consumer_name(const sl_consumer_settings *s, char *out, size_t len);
+
+/* One message as the build callback sees it. Everything is owned by the
+ * loop and valid only during the callback. */
+typedef struct sl_delivery {
+    natsMsg *msg;         /* for headers: sl_delivery_header */
+    const char *stream;   /* "SLUICE" */
+    const char *consumer; /* the consumer's name */
+    const char *subject;  /* "sluice.rec.<type>" */
+    const uint8_t *data;  /* the protobuf-encoded sluice.v1.Record */
+    size_t len;
+    uint64_t stream_seq;
+    uint64_t deliveries;    /* 1 on the first delivery */
+    int64_t stream_time_ns; /* when the stream stored the message */
+} sl_delivery;
+
+/* The value of header name, or NULL when the message has none. */
+const char *sl_delivery_header(const sl_delivery *d, const char *name);
+
+/* The record in the body, or NULL with err set when the body is not a
+ * sluice.v1.Record. Free with sluice__v1__record__free_unpacked(r, NULL). */
+Sluice__V1__Record *sl_delivery_record(const sl_delivery *d, char *err, size_t errlen);
+
+/* The record's id: Record.id, else the Nats-Msg-Id header, else NULL. */
+const char *sl_delivery_record_id(const sl_delivery *d, const Sluice__V1__Record *r);
+
+/* When ingest received the record: the Sluice-Received-At header, else the
+ * time the stream stored the message. */
+int64_t sl_delivery_received_ns(const sl_delivery *d);
+
+/* Turns d into the document to insert (doc is initialized and empty; the
+ * callback appends to it, _id first). Returns false for a terminal failure,
+ * with err set to one line: the message goes to the dead-letter stream. */
+typedef bool (*sl_consumer_build_cb)(void *closure, const sl_delivery *d, bson_t *doc, char *err,
+                                     size_t errlen);
+
+typedef struct sl_consumer_index {
+    const char *name;
+    const char *keys_json; /* {"type": 1, "received_at": 1} */
+} sl_consumer_index;
+
+typedef struct sl_consumer_config {
+    const char *service; /* "sluice-transform": logs, NATS name */
+    const sl_consumer_settings *settings;
+    const char *collection;           /* "records" */
+    const sl_consumer_index *indexes; /* created when the store is first reached */
+    size_t nindexes;
+    sl_consumer_build_cb build;
+    void *closure; /* passed to build; the caller's */
+} sl_consumer_config;
+
+/* Latency buckets of the MongoDB write histogram: upper bounds in
+ * microseconds; a last, implicit bucket counts the rest. */
+#define SL_CONSUMER_LATENCY_BUCKETS 12
+extern const int64_t sl_consumer_latency_bounds_us[SL_CONSUMER_LATENCY_BUCKETS];
+
+/* Counters since start. Each is an atomic the loop increments; read them
+ * with atomic_load from any thread. */
+typedef struct sl_consumer_stats {
+    _Atomic uint64_t delivered;    /* messages fetched */
+    _Atomic uint64_t stored;       /* acked after their write (new documents) */
+    _Atomic uint64_t duplicates;   /* acked because the document was already there */
+    _Atomic uint64_t naked;        /* nak'ed for a later retry */
+    _Atomic uint64_t dlq;          /* published to the dead-letter stream and terminated */
+    _Atomic uint64_t mongo_errors; /* bulk writes that failed as a whole */
+    _Atomic uint64_t mongo_writes; /* bulk writes attempted */
+    _Atomic uint64_t mongo_write_us_sum;
+    _Atomic uint64_t mongo_write_us_bucket[SL_CONSUMER_LATENCY_BUCKETS + 1];
+    _Atomic uint64_t store_up; /* 1 while MongoDB answers, else 0 */
+    _Atomic uint64_t nats_up;  /* 1 while connected to NATS, else 0 */
+    _Atomic uint64_t bound;    /* 1 while bound to the consumer, else 0 */
+} sl_consumer_stats;
+
+typedef struct sl_consumer sl_consumer;
+
+/* Creates the consumer (no I/O yet). cfg and everything it points to must
+ * outlive it; mongo stays the caller's. Returns NULL with err set. */
+sl_consumer *sl_consumer_new(const sl_consumer_config *cfg, sl_mongo *mongo, char *err,
+                             size_t errlen);
+
+/* Connects, provisions, and consumes until sl_consumer_stop. Returns 0 after
+ * a clean stop, or -1 when provisioning failed for good (err set). */
+int sl_consumer_run(sl_consumer *c, char *err, size_t errlen);
+
+/* Asks sl_consumer_run to return after the batch in hand. Any thread. */
+void sl_consumer_stop(sl_consumer *c);
+
+/* The live counters, owned by c. Any thread. */
+const sl_consumer_stats *sl_consumer_stats_of(const sl_consumer *c);
+
+/* True when the loop can do its work now: connected to NATS, bound to its
+ * consumer, MongoDB answering. Otherwise writes the first missing piece into
+ * why. Any thread (reads the atomics only): the /readyz answer. */
+bool sl_consumer_ready(const sl_consumer *c, char *why, size_t whylen);
+
+/* Frees c; sl_consumer_run must have returned. */
+void sl_consumer_free(sl_consumer *c);
+
+/* The whole life of a service after its configuration is read: opens
+ * MongoDB (appname cfg->service), runs the consumer until SIGTERM or SIGINT
+ * (taken by an sl_signal watcher; the caller has called sl_signal_block
+ * before anything started a thread), and cleans up. Returns the process exit
+ * status: 0 after a clean stop, 2 for an invalid MongoDB URI, 1 otherwise,
+ * with the reason printed as one line on stderr. */
+int sl_consumer_main(const sl_consumer_config *cfg);
+
+/* ---- pure helpers, exposed for tests ------------------------------------ */
+
+/* The delay before redelivering a message nak'ed on its n-th delivery:
+ * 1 s, 2 s, 4 s ... capped at max_ms. */
+int64_t sl_consumer_backoff_ms(uint64_t deliveries, int64_t max_ms);
+
+/* What to do with one message, given what the store said. */
+typedef enum sl_settle {
+    SL_SETTLE_ACK,
+    SL_SETTLE_NAK,
+    SL_SETTLE_DLQ,
+} sl_settle;
+
+sl_settle sl_consumer_settle(sl_mongo_result result, uint64_t deliveries, int64_t max_deliver);
+
+/* The type of a message: its Sluice-Type header, else the subject after
+ * "sluice.rec.", else NULL. */
+const char *sl_delivery_type(const sl_delivery *d);
+
+#endif

@@ -1,0 +1,179 @@
+/* Unit tests for the pure parts of the downstream consumer loop and its
+ * MongoDB writes: back-off, what to do with a message given the store's
+ * answer, replay consumer names, settings checks, and the reading of a
+ * bulk-write reply. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "sl_consumer.h"
+#include "sl_mongo.h"
+#include "unit.h"
+
+static char err[512];
+
+static void test_backoff(void)
+{
+    CHECK(sl_consumer_backoff_ms(1, 60000) == 1000);
+    CHECK(sl_consumer_backoff_ms(2, 60000) == 2000);
+    CHECK(sl_consumer_backoff_ms(3, 60000) == 4000);
+    CHECK(sl_consumer_backoff_ms(7, 60000) == 60000);
+    CHECK(sl_consumer_backoff_ms(1000000, 60000) == 60000);
+    CHECK(sl_consumer_backoff_ms(0, 60000) == 1000);
+}
+
+static void test_settle(void)
+{
+    CHECK(sl_consumer_settle(SL_MONGO_STORED, 1, 10) == SL_SETTLE_ACK);
+    CHECK(sl_consumer_settle(SL_MONGO_STORED, 10, 10) == SL_SETTLE_ACK);
+    CHECK(sl_consumer_settle(SL_MONGO_RETRY, 1, 10) == SL_SETTLE_NAK);
+    CHECK(sl_consumer_settle(SL_MONGO_RETRY, 9, 10) == SL_SETTLE_NAK);
+    /* The last allowed delivery: a nak would never come back. */
+    CHECK(sl_consumer_settle(SL_MONGO_RETRY, 10, 10) == SL_SETTLE_DLQ);
+    CHECK(sl_consumer_settle(SL_MONGO_REJECTED, 1, 10) == SL_SETTLE_DLQ);
+}
+
+static void settings_default(sl_consumer_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->nats_url = "nats://127.0.0.1:4222";
+    s->mongodb_uri = "mongodb://127.0.0.1/sluice";
+    s->stream = "SLUICE";
+    s->consumer = "transform";
+    s->replay_from_time = "";
+    s->metrics_listen = "0.0.0.0:9091";
+    s->log_level = "info";
+    s->batch_size = 256;
+    s->fetch_wait_ms = 500;
+    s->ack_wait_ms = 30000;
+    s->max_deliver = 10;
+}
+
+static void test_settings_check(void)
+{
+    sl_consumer_settings s;
+
+    settings_default(&s);
+    CHECK(sl_consumer_settings_check(&s, err, sizeof(err)));
+    s.consumer = "trans.form";
+    CHECK(!sl_consumer_settings_check(&s, err, sizeof(err)));
+    CHECK(strncmp(err, "invalid --consumer", 18) == 0);
+    settings_default(&s);
+    s.replay_from_seq = 5;
+    s.replay_from_time = "2026-01-01T00:00:00Z";
+    CHECK(!sl_consumer_settings_check(&s, err, sizeof(err)));
+    CHECK(strstr(err, "exclude each other") != NULL);
+    settings_default(&s);
+    s.replay_from_time = "yesterday";
+    CHECK(!sl_consumer_settings_check(&s, err, sizeof(err)));
+    CHECK(strncmp(err, "invalid --replay-from-time", 26) == 0);
+    settings_default(&s);
+    s.log_level = "loud";
+    CHECK(!sl_consumer_settings_check(&s, err, sizeof(err)));
+}
+
+static void test_consumer_names(void)
+{
+    sl_consumer_settings s;
+    char name[256];
+
+    settings_default(&s);
+    CHECK(sl_consumer_settings_check(&s, err, sizeof(err)));
+    sl_consumer_name(&s, name, sizeof(name));
+    CHECK_STR(name, "transform");
+    s.replay_from_seq = 1200;
+    sl_consumer_name(&s, name, sizeof(name));
+    CHECK_STR(name, "transform-replay-seq-1200");
+    settings_default(&s);
+    s.replay_from_time = "2026-01-01T00:00:00Z";
+    CHECK(sl_consumer_settings_check(&s, err, sizeof(err)));
+    sl_consumer_name(&s, name, sizeof(name));
+    CHECK_STR(name, "transform-replay-time-1767225600");
+    s.replay_from_time = "2026-01-01T00:00:00.5Z";
+    CHECK(sl_consumer_settings_check(&s, err, sizeof(err)));
+    sl_consumer_name(&s, name, sizeof(name));
+    CHECK_STR(name, "transform-replay-time-1767225600-500000000");
+}
+
+static bson_t *reply(const char *json)
+{
+    bson_error_t e;
+    return bson_new_from_json((const uint8_t *)json, -1, &e);
+}
+
+static void test_reply_all_inserted(void)
+{
+    sl_mongo_outcome out[3];
+    bson_t *r = reply("{\"nInserted\": 3, \"writeErrors\": []}");
+    CHECK(sl_mongo_reply_outcomes(r, 3, out));
+    for (int i = 0; i < 3; i++)
+        CHECK(out[i].result == SL_MONGO_STORED && !out[i].duplicate);
+    bson_destroy(r);
+}
+
+static void test_reply_duplicates_are_stored(void)
+{
+    sl_mongo_outcome out[4];
+    bson_t *r = reply("{\"nInserted\": 1, \"writeErrors\": ["
+                      "{\"index\": 0, \"code\": 11000, \"errmsg\": \"E11000 dup\"},"
+                      "{\"index\": 2, \"code\": 2, \"errmsg\": \"invalid key\"},"
+                      "{\"index\": 3, \"code\": 91, \"errmsg\": \"shutting down\"}]}");
+    CHECK(sl_mongo_reply_outcomes(r, 4, out));
+    CHECK(out[0].result == SL_MONGO_STORED && out[0].duplicate);
+    CHECK(out[1].result == SL_MONGO_STORED && !out[1].duplicate);
+    CHECK(out[2].result == SL_MONGO_REJECTED && out[2].code == 2);
+    CHECK_STR(out[2].error, "invalid key");
+    CHECK(out[3].result == SL_MONGO_RETRY && out[3].code == 91);
+    bson_destroy(r);
+}
+
+static void test_reply_not_accounted_is_whole_batch_failure(void)
+{
+    sl_mongo_outcome out[3];
+    bson_t *r = reply("{\"nInserted\": 1, \"writeErrors\": []}");
+    CHECK(!sl_mongo_reply_outcomes(r, 3, out));
+    bson_destroy(r);
+    r = reply("{\"nInserted\": 3, \"writeConcernErrors\": [{\"code\": 64}]}");
+    CHECK(!sl_mongo_reply_outcomes(r, 3, out));
+    bson_destroy(r);
+    r = reply("{\"nInserted\": 2, \"writeErrors\": [{\"index\": 7, \"code\": 11000}]}");
+    CHECK(!sl_mongo_reply_outcomes(r, 3, out));
+    bson_destroy(r);
+    r = reply("{}");
+    CHECK(!sl_mongo_reply_outcomes(r, 1, out));
+    bson_destroy(r);
+}
+
+static void test_mongo_open_rejects_bad_uri(void)
+{
+    sl_mongo_config mc = {"postgres://x", "test", 1000};
+    CHECK(sl_mongo_open(&mc, err, sizeof(err)) == NULL);
+    CHECK(strncmp(err, "invalid MongoDB URI", 19) == 0);
+}
+
+static void test_mongo_database_from_uri(void)
+{
+    sl_mongo_config mc = {"mongodb://127.0.0.1:1/analytics", "test", 1000};
+    sl_mongo *m = sl_mongo_open(&mc, err, sizeof(err));
+    CHECK(m != NULL);
+    CHECK_STR(sl_mongo_database(m), "analytics");
+    sl_mongo_close(m);
+    mc.uri = "mongodb://127.0.0.1:1";
+    m = sl_mongo_open(&mc, err, sizeof(err));
+    CHECK(m != NULL);
+    CHECK_STR(sl_mongo_database(m), "sluice");
+    sl_mongo_close(m);
+}
+
+int main(void)
+{
+    TEST(test_backoff);
+    TEST(test_settle);
+    TEST(test_settings_check);
+    TEST(test_consumer_names);
+    TEST(test_reply_all_inserted);
+    TEST(test_reply_duplicates_are_stored);
+    TEST(test_reply_not_accounted_is_whole_batch_failure);
+    TEST(test_mongo_open_rejects_bad_uri);
+    TEST(test_mongo_database_from_uri);
+    return UNIT_RESULT();
+}
