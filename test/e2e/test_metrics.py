@@ -80,7 +80,8 @@ def test_health_endpoints(pb, nats_server):
     svc = harness.Ingest(nats_server.url).start()
     try:
         assert get(svc.metrics_port, "/healthz")[0] == 200
-        assert get(svc.metrics_port, "/readyz")[0] == 200
+        # Ready once connected and the stream is there, which may take a moment.
+        harness.wait_until(lambda: get(svc.metrics_port, "/readyz")[0] == 200, timeout=20)
         nats_server.stop()
         harness.wait_until(lambda: get(svc.metrics_port, "/readyz")[0] == 503, timeout=10)
         status, body, _ = get(svc.metrics_port, "/readyz")
