@@ -23,6 +23,7 @@
 
 #include "sl_dlq.h"
 #include "sl_js.h"
+#include "sl_http.h"
 #include "sl_log.h"
 #include "sl_pull.h"
 #include "sl_record.h"
@@ -38,9 +39,8 @@
 #define STORE_RETRY_MAX_MS 5000
 #define STATS_EVERY_MS 10000
 #define NOTICE_EVERY_MS 30000
-
-const int64_t sl_consumer_latency_bounds_us[SL_CONSUMER_LATENCY_BUCKETS] = {
-    500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 10000000};
+#define LAG_EVERY_MS 2000
+#define STORE_CHECK_EVERY_MS 5000
 
 struct sl_consumer {
     sl_consumer_config cfg;
@@ -61,7 +61,9 @@ struct sl_consumer {
     int fetch_errors;
     int64_t last_notice_ms; /* rate limit for repeated warnings */
     int64_t last_stats_ms;
-    uint64_t last_stats_delivered;
+    double last_stats_delivered;
+    int64_t last_lag_ms;
+    int64_t last_store_ok_ms; /* last time MongoDB answered a write or ping */
 
     /* Per batch, each sized cap. */
     size_t cap;
@@ -352,21 +354,19 @@ static void stats_log(sl_consumer *c, sl_log_level level, const char *msg)
     if (f == NULL)
         return;
     BSON_APPEND_UTF8(f, "consumer", c->name);
-    BSON_APPEND_INT64(f, "delivered", (int64_t)atomic_load(&st->delivered));
-    BSON_APPEND_INT64(f, "stored", (int64_t)atomic_load(&st->stored));
-    BSON_APPEND_INT64(f, "duplicates", (int64_t)atomic_load(&st->duplicates));
-    BSON_APPEND_INT64(f, "naked", (int64_t)atomic_load(&st->naked));
-    BSON_APPEND_INT64(f, "dlq", (int64_t)atomic_load(&st->dlq));
-    BSON_APPEND_INT64(f, "mongo_errors", (int64_t)atomic_load(&st->mongo_errors));
-    BSON_APPEND_INT64(f, "mongo_writes", (int64_t)atomic_load(&st->mongo_writes));
-    BSON_APPEND_INT64(f, "mongo_write_us_sum", (int64_t)atomic_load(&st->mongo_write_us_sum));
+    BSON_APPEND_INT64(f, "delivered", (int64_t)sl_series_value(st->delivered));
+    BSON_APPEND_INT64(f, "stored", (int64_t)sl_series_value(st->stored));
+    BSON_APPEND_INT64(f, "duplicates", (int64_t)sl_series_value(st->duplicates));
+    BSON_APPEND_INT64(f, "naked", (int64_t)sl_series_value(st->naked));
+    BSON_APPEND_INT64(f, "dlq", (int64_t)sl_series_value(st->dlq));
+    BSON_APPEND_INT64(f, "mongo_errors", (int64_t)sl_series_value(st->mongo_errors));
     sl_log_end(f);
 }
 
 static void stats_log_periodic(sl_consumer *c)
 {
     int64_t now = sl_time_mono_ms();
-    uint64_t delivered = atomic_load(&c->stats.delivered);
+    double delivered = sl_series_value(c->stats.delivered);
 
     if (now - c->last_stats_ms < STATS_EVERY_MS)
         return;
@@ -495,7 +495,7 @@ static bool consumer_bind(sl_consumer *c)
             sl_log(SL_LOG_WARN, "binding consumer %s failed: %s", c->name, natsStatus_GetText(s));
         return false;
     }
-    atomic_store(&c->stats.bound, 1);
+    atomic_store(&c->stats.bound, true);
     sl_log(SL_LOG_INFO,
            "consuming %s through %s (batch %" PRId64 ", fetch wait %" PRId64
            " ms, ack wait %" PRId64 " ms, max deliver %" PRId64 ")",
@@ -523,7 +523,7 @@ static void unbind(sl_consumer *c)
     /* The durable consumer stays on the server; only our interest goes. */
     sl_pull_close(c->pull);
     c->pull = NULL;
-    atomic_store(&c->stats.bound, 0);
+    atomic_store(&c->stats.bound, false);
 }
 
 /* ---- the store ---------------------------------------------------------- */
@@ -553,7 +553,8 @@ static bool store_ready(sl_consumer *c)
         sl_log(SL_LOG_INFO, "MongoDB reachable (database %s)", sl_mongo_database(c->mongo));
         c->store_ok = true;
         c->store_retry_ms = 0;
-        atomic_store(&c->stats.store_up, 1);
+        c->last_store_ok_ms = sl_time_mono_ms();
+        atomic_store(&c->stats.store_up, true);
         return true;
     }
     if (notice_due(c))
@@ -565,22 +566,27 @@ static bool store_ready(sl_consumer *c)
     return false;
 }
 
-static void store_lost(sl_consumer *c, const char *err)
+static void store_lost(sl_consumer *c, const char *what, const char *err)
 {
     c->store_ok = false;
-    atomic_store(&c->stats.store_up, 0);
+    atomic_store(&c->stats.store_up, false);
     notice_reset(c);
-    sl_log(SL_LOG_WARN, "MongoDB write failed; batch nak'ed, fetching paused: %s", err);
+    sl_log(SL_LOG_WARN, "%s; fetching paused: %s", what, err);
 }
 
-static void latency_observe(sl_consumer_stats *st, int64_t us)
+/* While no messages flow no write tells whether MongoDB is there, so a ping
+ * does, every STORE_CHECK_EVERY_MS: /readyz stays truthful when idle. */
+static void store_check_idle(sl_consumer *c)
 {
-    size_t b = 0;
-    while (b < SL_CONSUMER_LATENCY_BUCKETS && us > sl_consumer_latency_bounds_us[b])
-        b++;
-    atomic_fetch_add(&st->mongo_write_us_bucket[b], 1);
-    atomic_fetch_add(&st->mongo_write_us_sum, (uint64_t)(us > 0 ? us : 0));
-    atomic_fetch_add(&st->mongo_writes, 1);
+    int64_t now = sl_time_mono_ms();
+    char err[256];
+
+    if (now - c->last_store_ok_ms < STORE_CHECK_EVERY_MS)
+        return;
+    if (sl_mongo_ping(c->mongo, err, sizeof(err)))
+        c->last_store_ok_ms = sl_time_mono_ms();
+    else
+        store_lost(c, "MongoDB not reachable", err);
 }
 
 /* ---- one batch: build --------------------------------------------------- */
@@ -647,10 +653,12 @@ static void batch_write(sl_consumer *c, size_t queued)
         return;
     ok = sl_mongo_insert_many(c->mongo, c->cfg.collection, c->write_docs, queued, c->write_out, &us,
                               err, sizeof(err));
-    latency_observe(&c->stats, us);
+    sl_series_observe(c->stats.write_seconds, (double)us / 1e6);
     if (!ok) {
-        atomic_fetch_add(&c->stats.mongo_errors, 1);
-        store_lost(c, err);
+        sl_series_inc(c->stats.mongo_errors);
+        store_lost(c, "MongoDB write failed; batch nak'ed", err);
+    } else {
+        c->last_store_ok_ms = sl_time_mono_ms();
     }
     for (size_t k = 0; k < queued; k++) {
         size_t i = c->write_of[k];
@@ -683,7 +691,7 @@ static void settle_dlq(sl_consumer *c, size_t i)
         snprintf(error, sizeof(error), "%s", c->error[i]);
     if (sl_dlq_publish(sl_js_ctx(c->js), sl_js_conn(c->js), &l, d->deliveries)) {
         sl_pull_term(sl_js_conn(c->js), d->msg);
-        atomic_fetch_add(&c->stats.dlq, 1);
+        sl_series_inc(c->stats.dlq);
     } else {
         sl_log(SL_LOG_ERROR,
                "dead letter for stream seq %" PRIu64 " not stored; message "
@@ -700,12 +708,12 @@ static void settle_one(sl_consumer *c, size_t i)
     switch (sl_consumer_settle(c->result[i], d->deliveries, c->set->max_deliver)) {
     case SL_SETTLE_ACK:
         sl_pull_ack(sl_js_conn(c->js), d->msg);
-        atomic_fetch_add(c->duplicate[i] ? &st->duplicates : &st->stored, 1);
+        sl_series_inc(c->duplicate[i] ? st->duplicates : st->stored);
         break;
     case SL_SETTLE_NAK:
         sl_pull_nak(sl_js_conn(c->js), d->msg,
                     sl_consumer_backoff_ms(d->deliveries, NAK_DELAY_MAX_MS));
-        atomic_fetch_add(&st->naked, 1);
+        sl_series_inc(st->naked);
         break;
     case SL_SETTLE_DLQ:
         settle_dlq(c, i);
@@ -740,7 +748,7 @@ static void batch_process(sl_consumer *c, natsMsg **msgs, size_t n)
 {
     size_t queued;
 
-    atomic_fetch_add(&c->stats.delivered, n);
+    sl_series_add(c->stats.delivered, (double)n);
     queued = batch_build(c, msgs, n);
     batch_write(c, queued);
     batch_settle(c, n);
@@ -750,7 +758,29 @@ static void batch_process(sl_consumer *c, natsMsg **msgs, size_t n)
 
 /* ---- the loop ----------------------------------------------------------- */
 
-static void fetch_once(sl_consumer *c)
+/* Every LAG_EVERY_MS, asks JetStream how far behind the consumer is: what
+ * the stream holds that no replica has been given yet, and what is out with
+ * a replica but not acknowledged. */
+static void lag_update(sl_consumer *c)
+{
+    int64_t now = sl_time_mono_ms();
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+
+    if (now - c->last_lag_ms < LAG_EVERY_MS || !sl_js_connected(c->js))
+        return;
+    c->last_lag_ms = now;
+    if (js_GetConsumerInfo(&ci, sl_js_ctx(c->js), c->set->stream, c->name, NULL, &jerr) !=
+        NATS_OK)
+        return; /* the fetch loop reports what is wrong */
+    sl_series_set(c->stats.pending, (double)ci->NumPending);
+    sl_series_set(c->stats.ack_pending, (double)ci->NumAckPending);
+    sl_series_set(c->stats.redelivered, (double)ci->NumRedelivered);
+    jsConsumerInfo_Destroy(ci);
+}
+
+/* Fetches and processes one batch; returns how many messages it held. */
+static int fetch_once(sl_consumer *c)
 {
     int n = 0;
     natsStatus s = sl_pull_fetch(c->pull, c->msgs, (int)c->cap, c->set->fetch_wait_ms, &n);
@@ -759,7 +789,7 @@ static void fetch_once(sl_consumer *c)
         batch_process(c, c->msgs, (size_t)n);
     if (s == NATS_OK) {
         c->fetch_errors = 0;
-        return;
+        return n;
     }
     if (notice_due(c))
         sl_log(SL_LOG_WARN, "fetch from %s failed: %s", c->name, natsStatus_GetText(s));
@@ -769,6 +799,7 @@ static void fetch_once(sl_consumer *c)
         c->fetch_errors = 0;
     }
     pause_ms(c, 250);
+    return n;
 }
 
 static bool nats_open(sl_consumer *c, char *err, size_t errlen)
@@ -797,14 +828,16 @@ int sl_consumer_run(sl_consumer *c, char *err, size_t errlen)
         return -1;
     c->last_stats_ms = sl_time_mono_ms();
     while (!atomic_load(&c->stopping)) {
-        atomic_store(&c->stats.nats_up, sl_js_connected(c->js) ? 1 : 0);
+        atomic_store(&c->stats.nats_up, sl_js_connected(c->js));
         if (c->pull == NULL && !provision(c)) {
             pause_ms(c, 1000);
             continue;
         }
         if (!store_ready(c))
             continue;
-        fetch_once(c);
+        if (fetch_once(c) == 0)
+            store_check_idle(c);
+        lag_update(c);
         stats_log_periodic(c);
     }
     if (c->pull != NULL)
@@ -846,6 +879,50 @@ bool sl_consumer_ready(const sl_consumer *c, char *why, size_t whylen)
 
 /* ---- life cycle --------------------------------------------------------- */
 
+/* The consumer's series; registering them twice (a second consumer of the
+ * same name in one process) yields the same series. */
+static void stats_register(sl_consumer_stats *st, const char *name)
+{
+    sl_metric *outcome = sl_metric_counter(
+        "sluice_consumer_messages_total",
+        "Messages settled, by outcome: stored, duplicate (already stored), nak (to be "
+        "redelivered), dlq (dead-lettered)",
+        "consumer,outcome");
+    sl_metric *gauge;
+
+    st->delivered = sl_metric_with(
+        sl_metric_counter("sluice_consumer_delivered_total",
+                          "Messages fetched from the stream, redeliveries included", "consumer"),
+        name, NULL);
+    st->stored = sl_metric_with(outcome, name, "stored", NULL);
+    st->duplicates = sl_metric_with(outcome, name, "duplicate", NULL);
+    st->naked = sl_metric_with(outcome, name, "nak", NULL);
+    st->dlq = sl_metric_with(outcome, name, "dlq", NULL);
+    st->mongo_errors = sl_metric_with(
+        sl_metric_counter("sluice_consumer_mongo_errors_total",
+                          "Bulk writes that failed as a whole (the batch was nak'ed)", "consumer"),
+        name, NULL);
+    st->write_seconds = sl_metric_with(
+        sl_metric_histogram("sluice_consumer_mongo_write_seconds",
+                            "Time of one unordered bulk insert into MongoDB", "consumer",
+                            sl_metrics_latency_buckets, sl_metrics_latency_nbuckets),
+        name, NULL);
+    gauge = sl_metric_gauge("sluice_consumer_pending_messages",
+                            "Messages in the stream not yet delivered to the consumer (JetStream "
+                            "NumPending): the consumer's lag",
+                            "consumer");
+    st->pending = sl_metric_with(gauge, name, NULL);
+    gauge = sl_metric_gauge("sluice_consumer_ack_pending_messages",
+                            "Messages delivered but not yet acknowledged (JetStream NumAckPending)",
+                            "consumer");
+    st->ack_pending = sl_metric_with(gauge, name, NULL);
+    gauge = sl_metric_gauge("sluice_consumer_redelivered_messages",
+                            "Messages delivered more than once and not yet acknowledged "
+                            "(JetStream NumRedelivered)",
+                            "consumer");
+    st->redelivered = sl_metric_with(gauge, name, NULL);
+}
+
 static bool arrays_alloc(sl_consumer *c, size_t cap)
 {
     c->cap = cap;
@@ -877,6 +954,7 @@ sl_consumer *sl_consumer_new(const sl_consumer_config *cfg, sl_mongo *mongo, cha
     c->set = cfg->settings;
     c->mongo = mongo;
     sl_consumer_name(c->set, c->name, sizeof(c->name));
+    stats_register(&c->stats, c->name);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
     return c;
@@ -912,6 +990,41 @@ static void on_stop_signal(void *closure, int sig)
     sl_consumer_stop(closure);
 }
 
+/* The HTTP thread's /readyz. */
+static bool http_ready(void *closure, char *why, size_t whylen)
+{
+    return sl_consumer_ready(closure, why, whylen);
+}
+
+static double ready_gauge(void *closure)
+{
+    char why[256];
+    return sl_consumer_ready(closure, why, sizeof(why)) ? 1 : 0;
+}
+
+/* Runs c until a stop signal, with the HTTP endpoint beside it. */
+static int serve(sl_consumer *c, char *err, size_t errlen)
+{
+    const char *listen = c->set->metrics_listen;
+    sl_http *http = NULL;
+    int rc;
+
+    sl_metric_gauge_fn("sluice_consumer_ready",
+                       "1 while connected to NATS, bound to the consumer and MongoDB answers",
+                       ready_gauge, c);
+    if (listen[0] != '\0' && (http = sl_http_start(listen, http_ready, c, err, errlen)) == NULL)
+        return -1;
+    if (!sl_signal_watch(on_stop_signal, c)) {
+        snprintf(err, errlen, "cannot start the signal thread");
+        sl_http_stop(http);
+        return -1;
+    }
+    rc = sl_consumer_run(c, err, errlen);
+    sl_signal_unwatch();
+    sl_http_stop(http);
+    return rc;
+}
+
 int sl_consumer_main(const sl_consumer_config *cfg)
 {
     const sl_consumer_settings *s = cfg->settings;
@@ -930,16 +1043,13 @@ int sl_consumer_main(const sl_consumer_config *cfg)
         return 2;
     }
     c = sl_consumer_new(cfg, mongo, err, sizeof(err));
-    if (c != NULL && !sl_signal_watch(on_stop_signal, c)) {
-        snprintf(err, sizeof(err), "cannot start the signal thread");
-    } else if (c != NULL) {
-        rc = sl_consumer_run(c, err, sizeof(err)) == 0 ? 0 : 1;
-        sl_signal_unwatch();
-    }
+    if (c != NULL)
+        rc = serve(c, err, sizeof(err)) == 0 ? 0 : 1;
     if (rc != 0)
         fprintf(stderr, "%s: %s\n", cfg->service, err);
     sl_consumer_free(c);
     sl_mongo_close(mongo);
     nats_Close();
+    sl_metrics_free_all();
     return rc;
 }

@@ -44,6 +44,7 @@
 
 #include "sl_config.h"
 #include "sl_dlq.h"
+#include "sl_metrics.h"
 #include "sl_mongo.h"
 #include "sluice/v1/ingest.pb-c.h"
 
@@ -131,26 +132,23 @@ typedef struct sl_consumer_config {
     void *closure; /* passed to build; the caller's */
 } sl_consumer_config;
 
-/* Latency buckets of the MongoDB write histogram: upper bounds in
- * microseconds; a last, implicit bucket counts the rest. */
-#define SL_CONSUMER_LATENCY_BUCKETS 12
-extern const int64_t sl_consumer_latency_bounds_us[SL_CONSUMER_LATENCY_BUCKETS];
-
-/* Counters since start. Each is an atomic the loop increments; read them
- * with atomic_load from any thread. */
+/* What the loop counts, as Prometheus series (sl_metrics) labelled with the
+ * consumer's name, and the state readiness is answered from. The series are
+ * lock-free; the flags are atomics. Both are readable from any thread. */
 typedef struct sl_consumer_stats {
-    _Atomic uint64_t delivered;    /* messages fetched */
-    _Atomic uint64_t stored;       /* acked after their write (new documents) */
-    _Atomic uint64_t duplicates;   /* acked because the document was already there */
-    _Atomic uint64_t naked;        /* nak'ed for a later retry */
-    _Atomic uint64_t dlq;          /* published to the dead-letter stream and terminated */
-    _Atomic uint64_t mongo_errors; /* bulk writes that failed as a whole */
-    _Atomic uint64_t mongo_writes; /* bulk writes attempted */
-    _Atomic uint64_t mongo_write_us_sum;
-    _Atomic uint64_t mongo_write_us_bucket[SL_CONSUMER_LATENCY_BUCKETS + 1];
-    _Atomic uint64_t store_up; /* 1 while MongoDB answers, else 0 */
-    _Atomic uint64_t nats_up;  /* 1 while connected to NATS, else 0 */
-    _Atomic uint64_t bound;    /* 1 while bound to the consumer, else 0 */
+    sl_series *delivered;     /* sluice_consumer_delivered_total: messages fetched */
+    sl_series *stored;        /* sluice_consumer_messages_total{outcome="stored"} */
+    sl_series *duplicates;    /* ...{outcome="duplicate"}: the document was there */
+    sl_series *naked;         /* ...{outcome="nak"}: to be redelivered later */
+    sl_series *dlq;           /* ...{outcome="dlq"}: dead-lettered and terminated */
+    sl_series *mongo_errors;  /* sluice_consumer_mongo_errors_total: failed bulk writes */
+    sl_series *write_seconds; /* sluice_consumer_mongo_write_seconds histogram */
+    sl_series *pending;       /* sluice_consumer_pending_messages (JetStream NumPending) */
+    sl_series *ack_pending;   /* sluice_consumer_ack_pending_messages (NumAckPending) */
+    sl_series *redelivered;   /* sluice_consumer_redelivered_messages (NumRedelivered) */
+    _Atomic bool store_up;    /* MongoDB answers */
+    _Atomic bool nats_up;     /* connected to NATS */
+    _Atomic bool bound;       /* bound to the consumer */
 } sl_consumer_stats;
 
 typedef struct sl_consumer sl_consumer;
@@ -179,7 +177,8 @@ bool sl_consumer_ready(const sl_consumer *c, char *why, size_t whylen);
 void sl_consumer_free(sl_consumer *c);
 
 /* The whole life of a service after its configuration is read: opens
- * MongoDB (appname cfg->service), runs the consumer until SIGTERM or SIGINT
+ * MongoDB (appname cfg->service), serves /metrics, /healthz and /readyz on
+ * settings->metrics_listen (unless empty), runs the consumer until SIGTERM or SIGINT
  * (taken by an sl_signal watcher; the caller has called sl_signal_block
  * before anything started a thread), and cleans up. Returns the process exit
  * status: 0 after a clean stop, 2 for an invalid MongoDB URI, 1 otherwise,

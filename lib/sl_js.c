@@ -25,6 +25,7 @@ struct sl_js {
     pthread_t provisioner;
     bool stopping;
     bool stream_ok;
+    bool missing_reported; /* provisioner thread only */
     bool kick; /* provision again: set on (re)connect */
     bool closed; /* cnats' last callback has run */
 
@@ -211,13 +212,19 @@ static bool ensure_stream(sl_js *js)
     natsStatus s = js_GetStreamInfo(&si, js->ctx, js->cfg.stream, NULL, &jerr);
 
     if (s == NATS_OK) {
-        compare_stream(js, si->Config);
+        /* Only the owner of the stream's settings reports how they differ. */
+        if (js->cfg.provision)
+            compare_stream(js, si->Config);
         jsStreamInfo_Destroy(si);
+        js->missing_reported = false;
         return true;
     }
     if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         if (!js->cfg.provision) {
-            sl_log(SL_LOG_WARN, "stream %s does not exist", js->cfg.stream);
+            if (!js->missing_reported)
+                sl_log(SL_LOG_WARN, "stream %s does not exist (yet); waiting for it",
+                       js->cfg.stream);
+            js->missing_reported = true;
             return false;
         }
         return create_stream(js) == NATS_OK;

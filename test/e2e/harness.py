@@ -8,12 +8,15 @@ SQLite, and Service runs one of the Sluice binaries.
 
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "bin"
@@ -48,6 +51,37 @@ def wait_until(pred, timeout=20.0, interval=0.05, what="condition"):
             return last
         time.sleep(interval)
     raise TimeoutError(f"{what} not met within {timeout}s (last: {last!r})")
+
+
+def http_get(port, path):
+    """GET http://127.0.0.1:port/path -> (status, body, content type)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode(), r.headers.get("Content-Type")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), e.headers.get("Content-Type")
+
+
+def metric(text, name, **labels):
+    """The value of the first sample of name whose labels include labels, in
+    a Prometheus text exposition; 0 when there is none."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            return float(m.group(4))
+    return 0.0
+
+
+def scrape(svc):
+    """The /metrics text of a service with a metrics_port."""
+    status, text, ctype = http_get(svc.metrics_port, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain"), (status, ctype)
+    return text
 
 
 class Proc:

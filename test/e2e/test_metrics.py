@@ -1,41 +1,14 @@
 """sluice-ingest's HTTP endpoint: /metrics in the Prometheus text format with
 numbers that move as records flow, /healthz and /readyz."""
 
-import re
-import urllib.error
-import urllib.request
-
 import grpc
 
 import harness
 
 
-def get(port, path):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-            return r.status, r.read().decode(), r.headers.get("Content-Type")
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(), e.headers.get("Content-Type")
-
-
-def metric(text, name, **labels):
-    """The value of one sample, 0 when absent."""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            return float(m.group(4))
-    return 0.0
-
-
-def scrape(svc):
-    status, text, ctype = get(svc.metrics_port, "/metrics")
-    assert status == 200 and ctype.startswith("text/plain")
-    return text
+get = harness.http_get
+metric = harness.metric
+scrape = harness.scrape
 
 
 def test_metrics_move(pb, ingest):
