@@ -700,6 +700,25 @@ static void settle_dlq(sl_consumer *c, size_t i)
     }
 }
 
+/* One debug line per settled record: its id, stream sequence, trace. */
+static void settle_log(const sl_delivery *d, const char *msg, const char *error)
+{
+    const char *id = sl_delivery_header(d, SL_HDR_MSG_ID);
+    const char *trace = sl_delivery_header(d, SL_HDR_TRACEPARENT);
+    bson_t *f = sl_log_begin(SL_LOG_DEBUG, msg);
+
+    if (f == NULL)
+        return;
+    BSON_APPEND_UTF8(f, "record_id", id != NULL ? id : "");
+    BSON_APPEND_INT64(f, "stream_seq", (int64_t)d->stream_seq);
+    BSON_APPEND_INT64(f, "deliveries", (int64_t)d->deliveries);
+    if (trace != NULL)
+        BSON_APPEND_UTF8(f, "traceparent", trace);
+    if (error != NULL)
+        BSON_APPEND_UTF8(f, "error", error);
+    sl_log_end(f);
+}
+
 static void settle_one(sl_consumer *c, size_t i)
 {
     const sl_delivery *d = &c->del[i];
@@ -709,11 +728,13 @@ static void settle_one(sl_consumer *c, size_t i)
     case SL_SETTLE_ACK:
         sl_pull_ack(sl_js_conn(c->js), d->msg);
         sl_series_inc(c->duplicate[i] ? st->duplicates : st->stored);
+        settle_log(d, c->duplicate[i] ? "record already stored" : "record stored", NULL);
         break;
     case SL_SETTLE_NAK:
         sl_pull_nak(sl_js_conn(c->js), d->msg,
                     sl_consumer_backoff_ms(d->deliveries, NAK_DELAY_MAX_MS));
         sl_series_inc(st->naked);
+        settle_log(d, "record nak'ed", c->error[i]);
         break;
     case SL_SETTLE_DLQ:
         settle_dlq(c, i);

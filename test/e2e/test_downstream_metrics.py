@@ -79,3 +79,28 @@ def test_readyz_follows_mongodb_while_idle(pb, ingest, ferretdb, downstream, mon
     send(pb, ingest, [order(pb, 1)])
     wait_count(mongo.records, 1)
     wait_count(mongo.audit, 1)
+
+
+def test_record_events_logged_with_id_and_sequence(pb, ingest, downstream, mongo):
+    """At debug level each service writes one JSON line per record with its id
+    and stream sequence, so a record can be followed through the pipeline."""
+    transform = downstream("transform")
+    audit = downstream("audit")
+    recs = [order(pb, i, prefix="log") for i in range(5)]
+    acks = send(pb, ingest, recs)
+    wait_count(mongo.records, 5)
+    wait_count(mongo.audit, 5)
+    want = {(a.id, a.sequence) for a in acks}
+
+    ingest_events = [json.loads(line) for line in ingest.log().splitlines()
+                     if line.startswith("{")]
+    assert {(e["id"], e["stream_seq"]) for e in ingest_events
+            if e["msg"] == "record stored"} == want
+    assert all(e["service"] == "sluice-ingest" and e["level"] == "debug"
+               for e in ingest_events if e["msg"] == "record stored")
+    for svc in (transform, audit):
+        harness.wait_until(lambda: len(svc.events("record stored")) == 5,
+                           what=f"{svc.name} logged every record")
+        events = svc.events("record stored")
+        assert {(e["record_id"], e["stream_seq"]) for e in events} == want
+        assert all(e["service"] == f"sluice-{svc.name}" for e in events)
