@@ -160,7 +160,7 @@ class Bench:
                 f"--metrics-listen=127.0.0.1:{harness.free_port()}", "--log-level=debug",
                 f"--batch-size={self.args.batch_size}", "--fetch-wait=100ms"]
         if name == "transform":
-            args.append(f"--rules={self.rules}")
+            args.append(f"--transform-rules={self.rules}")
         svc = harness.Service(name, args + list(extra)).start()
         self.procs.insert(0, svc)
         return svc

@@ -43,7 +43,7 @@ static void options_init(void)
     sl_consumer_options(options, &cfg.consumer, "transform", "0.0.0.0:9091");
     /* clang-format off */
     options[SL_CONSUMER_NOPTIONS] = (sl_option){
-        "rules", "SLUICE_TRANSFORM_RULES", SL_OPT_STRING, "",
+        "transform-rules", "SLUICE_TRANSFORM_RULES", SL_OPT_STRING, "",
         "JSON file: type pattern -> jq program (empty: store every payload as sent)",
         &cfg.rules, 0, 0};
     /* clang-format on */

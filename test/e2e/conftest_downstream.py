@@ -90,7 +90,7 @@ def downstream(nats_server, ferretdb, tmp_path):
         if rules is not None:
             path = tmp_path / f"rules-{len(started)}.json"
             path.write_text(rules if isinstance(rules, str) else json.dumps(rules))
-            extra = extra + (f"--rules={path}",)
+            extra = extra + (f"--transform-rules={path}",)
         svc = Downstream(name, nats_server.url, ferretdb.uri(), *extra, **kw).start()
         started.append(svc)
         if wait:

@@ -429,7 +429,7 @@ def test_starts_before_the_stream_exists(pb, nats_server, downstream, mongo):
     ("audit", ["--replay-from-seq=5", "--replay-from-time=2026-01-01T00:00:00Z"],
      "exclude each other"),
     ("audit", ["--mongodb-uri=http://x"], "invalid MongoDB URI"),
-    ("transform", ["--rules=RULES"], "does not compile"),
+    ("transform", ["--transform-rules=RULES"], "does not compile"),
 ])
 def test_invalid_configuration_exits_2_with_one_line(tmp_path, name, args, needle):
     rules = tmp_path / "rules.json"
@@ -460,5 +460,5 @@ def test_help_lists_every_setting(name):
                       ("--log-level", "SLUICE_LOG_LEVEL")]:
         assert flag in p.stdout and env in p.stdout
     if name == "transform":
-        assert "SLUICE_TRANSFORM_RULES" in p.stdout
+        assert "--transform-rules" in p.stdout and "SLUICE_TRANSFORM_RULES" in p.stdout
     assert ("0.0.0.0:9091" if name == "transform" else "0.0.0.0:9092") in p.stdout
