@@ -84,6 +84,23 @@ def scrape(svc):
     return text
 
 
+async def stream_ids(url, stream="SLUICE"):
+    """Every Nats-Msg-Id stored in the stream, in sequence order (nats-py)."""
+    import nats  # only the tests that read the stream need it
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stream)
+        ids = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            ids.append((await js.get_msg(stream, seq)).headers["Nats-Msg-Id"])
+        assert info.state.messages == len(ids)
+        return ids
+    finally:
+        await nc.close()
+
+
 class Proc:
     """A child process whose output goes to a log file kept for failures."""
 

@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 
-import nats
 import pytest
 
 import harness
@@ -60,21 +59,6 @@ def parse(stdout):
     return parsed
 
 
-async def stream_ids(url):
-    """Every Nats-Msg-Id stored in the stream, in sequence order."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(STREAM)
-        ids = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            ids.append((await js.get_msg(STREAM, seq)).headers["Nats-Msg-Id"])
-        assert info.state.messages == len(ids)
-        return ids
-    finally:
-        await nc.close()
-
-
 def check_output(stdout, prefix, n):
     """n lines with ids <prefix>-1..n, fresh and in increasing sequence order,
     then the first id again with duplicate=true and its original sequence."""
@@ -99,7 +83,7 @@ def test_client_ingests_with_idempotency_keys(lang, clients, ingest, nats_server
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{ingest.log()[-3000:]}"
     seqs = check_output(r.stdout, prefix, n)
     assert seqs == list(range(1, n + 1))  # a fresh stream
-    assert run(stream_ids(nats_server.url)) == [f"{prefix}-{i}" for i in range(1, n + 1)]
+    assert run(harness.stream_ids(nats_server.url)) == [f"{prefix}-{i}" for i in range(1, n + 1)]
 
     # The whole program again: every id is already stored, nothing is added.
     again = subprocess.run(["bash", run_sh(lang), "--count", str(n), "--prefix", prefix],
@@ -107,7 +91,7 @@ def test_client_ingests_with_idempotency_keys(lang, clients, ingest, nats_server
                            timeout=120)
     assert again.returncode == 0, again.stderr
     assert [g[2:] for g in parse(again.stdout)] == [(s, True) for s in seqs + seqs[:1]]
-    assert len(run(stream_ids(nats_server.url))) == n
+    assert len(run(harness.stream_ids(nats_server.url))) == n
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -166,4 +150,4 @@ def test_client_retries_through_nats_outage(lang, clients, ingest, nats_server, 
     assert f"retry id={prefix}-1 attempt=1 code=" in err, err
     assert "unavailable" in err.lower(), err
     check_output(out, prefix, n)
-    assert run(stream_ids(nats_server.url)) == [f"{prefix}-{i}" for i in range(1, n + 1)]
+    assert run(harness.stream_ids(nats_server.url)) == [f"{prefix}-{i}" for i in range(1, n + 1)]

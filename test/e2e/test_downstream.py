@@ -353,7 +353,7 @@ def test_replay_from_seq_rewrites_nothing_twice(pb, ingest, nats_server, downstr
     assert mongo.records.delete_many({"_id": {"$in": lost}}).deleted_count == 10
 
     replay = downstream("transform", "--replay-from-seq=101")
-    audit_replay = downstream("audit", f"--replay-from-time=2000-01-01T00:00:00Z")
+    audit_replay = downstream("audit", "--replay-from-time=2000-01-01T00:00:00Z")
     harness.wait_until(lambda: consumer_done(nats_server.url, "transform-replay-seq-101") and
                        consumer_done(nats_server.url, "audit-replay-time-946684800"),
                        timeout=30, what="replays finished")

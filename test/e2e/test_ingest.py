@@ -46,21 +46,6 @@ async def stream_count(url):
         await nc.close()
 
 
-async def all_stream_ids(url):
-    """Every Nats-Msg-Id stored in the stream, in sequence order."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(STREAM)
-        ids = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msg = await js.get_msg(STREAM, seq)
-            ids.append(msg.headers["Nats-Msg-Id"])
-        return ids
-    finally:
-        await nc.close()
-
-
 def check_stored(pb, run, url, rec, ack):
     """The stream holds rec at ack.sequence, with subject, headers and body."""
     msg = run(stream_msg(url, ack.sequence))
@@ -460,7 +445,7 @@ def test_sigterm_answers_calls_in_flight(pb, nats_server, run):
     acked_stream = [r for r in stream_results if not isinstance(r, grpc.StatusCode)]
     assert len(acked_stream) > 0
     assert stream_results[-1] == grpc.StatusCode.UNAVAILABLE
-    ids = set(run(all_stream_ids(nats_server.url)))
+    ids = set(run(harness.stream_ids(nats_server.url)))
     for _, rid, _ in oks:
         assert rid in ids
     # ...and none of them had been taken by the service: a record that reached
