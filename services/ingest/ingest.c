@@ -8,10 +8,14 @@
  * cnats' thread, in any order.
  *
  * Records in a call live in slots. A unary call has one, a batch one per
- * record, a stream a ring of stream_window slots: a record takes the slot at
- * `tail` when it is read, results leave from `head` in request order, and the
- * next message is read only while the ring has room. That ring is the
- * stream's backpressure. Across all calls, in_flight bounds the records
+ * record, a stream a queue of slots: a record takes the slot at `tail` when
+ * it is read, results leave from `head` in request order, and the next
+ * message is read only while fewer than stream_window are outstanding. That
+ * window is the stream's backpressure. The queue is a list of fixed chunks of
+ * SLOT_CHUNK slots, taken at the tail and given back at the head as they
+ * empty (one spare is kept), so a stream holds memory for what it has in
+ * flight, not for its whole window, and a slot never moves while its
+ * publish is out. Across all calls, in_flight bounds the records
  * published and not yet acknowledged (RESOURCE_EXHAUSTED beyond). */
 #include "ingest.h"
 
@@ -55,6 +59,14 @@ typedef struct slot {
 } slot;
 
 /* Counters for what happens to records, beside the per-method gRPC ones. */
+/* A piece of a stream's slot queue: indexes [k * SLOT_CHUNK, (k + 1) *
+ * SLOT_CHUNK) for some k. */
+#define SLOT_CHUNK 32
+typedef struct slot_chunk {
+    struct slot_chunk *next;
+    slot slots[SLOT_CHUNK];
+} slot_chunk;
+
 typedef struct ingest_metrics {
     sl_series *stored, *duplicate;
     sl_metric *records;             /* sluice_ingest_records_total{outcome,code} */
@@ -81,8 +93,10 @@ struct ingest_call {
     bool reading_done; /* the client half-closed, or the call died */
     char traceparent[128];
     slot one; /* the unary call's slot */
-    slot *slots;
+    slot *slots; /* unary: &one; batch: one per record */
     size_t nslots;
+    /* A stream: the slots from head to tail, in chunks; see the top. */
+    slot_chunk *head_chunk, *tail_chunk, *spare_chunk;
     size_t head, tail, waiting;
     ingest_call *prev, *next; /* svc->streams, for drain */
 };
@@ -110,7 +124,59 @@ static void call_destroy(sl_call *b)
         slot_clear(&c->slots[i]);
     if (c->slots != &c->one)
         free(c->slots);
+    while (c->head_chunk != NULL) {
+        slot_chunk *k = c->head_chunk;
+        c->head_chunk = k->next;
+        for (size_t i = 0; i < SLOT_CHUNK; i++)
+            slot_clear(&k->slots[i]);
+        free(k);
+    }
+    free(c->spare_chunk);
     free(c);
+}
+
+/* ---- a stream's slot queue --------------------------------------------------- */
+
+static slot *stream_head(ingest_call *c)
+{
+    return &c->head_chunk->slots[c->head % SLOT_CHUNK];
+}
+
+/* The slot for the next record read, or NULL when no memory is left for it. */
+static slot *stream_take_tail(ingest_call *c)
+{
+    slot_chunk *k;
+
+    if (c->tail % SLOT_CHUNK == 0) { /* the tail chunk is full, or there is none */
+        k = c->spare_chunk != NULL ? c->spare_chunk : calloc(1, sizeof(*k));
+        if (k == NULL)
+            return NULL;
+        c->spare_chunk = NULL;
+        k->next = NULL;
+        if (c->tail_chunk != NULL)
+            c->tail_chunk->next = k;
+        else
+            c->head_chunk = k;
+        c->tail_chunk = k;
+    }
+    return &c->tail_chunk->slots[c->tail++ % SLOT_CHUNK];
+}
+
+/* The head slot has been answered and cleared: moves past it, giving its
+ * chunk back once the chunk is done. */
+static void stream_drop_head(ingest_call *c)
+{
+    slot_chunk *k = c->head_chunk;
+
+    if (++c->head % SLOT_CHUNK != 0)
+        return;
+    c->head_chunk = k->next;
+    if (c->head_chunk == NULL)
+        c->tail_chunk = NULL;
+    if (c->spare_chunk == NULL)
+        c->spare_chunk = k; /* its slots are all cleared */
+    else
+        free(k);
 }
 
 /* ---- one record -------------------------------------------------------------------- */
@@ -370,7 +436,7 @@ static void pump_stream_locked(ingest_call *c)
     if (c->base.dead || c->base.status_sent || c->base.send_busy)
         return;
     if (c->head < c->tail) {
-        slot *s = &c->slots[c->head % c->nslots];
+        slot *s = stream_head(c);
         size_t len;
         uint8_t *buf;
         if (s->state != SLOT_DONE)
@@ -378,7 +444,7 @@ static void pump_stream_locked(ingest_call *c)
         record_done(c->svc, s);
         buf = pack_result(s, &len);
         slot_clear(s); /* SLOT_FREE */
-        c->head++;
+        stream_drop_head(c);
         if (buf != NULL)
             sl_call_send_locked(&c->base, buf, len, false, 0, NULL);
         if (!c->base.recv_busy && !c->reading_done && !draining)
@@ -471,9 +537,13 @@ static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
 static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
 {
     Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
-    slot *s = &c->slots[c->tail % c->nslots];
+    slot *s = stream_take_tail(c);
 
-    c->tail++;
+    if (s == NULL) {
+        sluice__v1__ingest_request__free_unpacked(req, NULL);
+        sl_call_status_locked(&c->base, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
     if (req == NULL) {
         slot_clear(s);
         slot_fail(s, SL_GRPC_INVALID_ARGUMENT, "request: not a valid sluice.v1.IngestRequest message");
@@ -481,7 +551,8 @@ static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
         submit_locked(c, s, req->record, "record");
         sluice__v1__ingest_request__free_unpacked(req, NULL);
     }
-    if (!c->reading_done && !atomic_load(&c->svc->draining) && c->tail - c->head < c->nslots)
+    if (!c->reading_done && !atomic_load(&c->svc->draining) &&
+        c->tail - c->head < (size_t)c->svc->cfg.stream_window)
         sl_call_recv_locked(&c->base);
 }
 
@@ -526,14 +597,6 @@ static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind
 {
     ingest_call *c = calloc(1, sizeof(*c));
 
-    if (c != NULL && kind == RPC_STREAM) {
-        c->nslots = (size_t)svc->cfg.stream_window;
-        c->slots = calloc(c->nslots, sizeof(slot));
-        if (c->slots == NULL) {
-            free(c);
-            c = NULL;
-        }
-    }
     if (c == NULL) {
         sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
