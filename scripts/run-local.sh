@@ -4,7 +4,9 @@
 #   the MongoDB, and sluice-ingest, sluice-transform and sluice-audit.
 # Stays in the foreground; Ctrl-C (or SIGTERM) stops everything in order.
 # Ports: gRPC 50051, NATS 4222, MongoDB wire 27017, metrics 9090/9091/9092
-# (override with SLUICE_LISTEN, SLUICE_NATS_PORT, SLUICE_MONGO_PORT).
+# (override with SLUICE_LISTEN, SLUICE_NATS_PORT, SLUICE_MONGO_PORT and
+# SLUICE_METRICS_BASE, the first of the three metrics ports). Data and logs go
+# to .run/ (SLUICE_RUN_DIR).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,12 +14,16 @@ cd "$root"
 bash scripts/setup.sh
 
 build="${SLUICE_BUILD_DIR:-$root/build}"
-run="$root/.run"
+run="${SLUICE_RUN_DIR:-$root/.run}"
 mkdir -p "$run/nats" "$run/ferretdb" "$run/logs"
 
 nats_port="${SLUICE_NATS_PORT:-4222}"
 mongo_port="${SLUICE_MONGO_PORT:-27017}"
 listen="${SLUICE_LISTEN:-127.0.0.1:50051}"
+metrics_base="${SLUICE_METRICS_BASE:-9090}"
+m_ingest="127.0.0.1:$metrics_base"
+m_transform="127.0.0.1:$((metrics_base + 1))"
+m_audit="127.0.0.1:$((metrics_base + 2))"
 nats_url="nats://127.0.0.1:$nats_port"
 mongo_uri="mongodb://127.0.0.1:$mongo_port/sluice"
 rules="${SLUICE_TRANSFORM_RULES:-$root/deploy/local/transform-rules.json}"
@@ -31,7 +37,7 @@ stop_all() {
     kill -TERM "${pids[$i]}" 2>/dev/null || true
     wait "${pids[$i]}" 2>/dev/null || true
   done
-  echo "stopped; data stays in .run/ (delete it for a fresh start)"
+  echo "stopped; data stays in $run (delete it for a fresh start)"
 }
 trap stop_all INT TERM EXIT
 
@@ -40,7 +46,7 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.05
   done
-  echo "port $1 did not open; see .run/logs" >&2
+  echo "port $1 did not open; see $run/logs" >&2
   return 1
 }
 
@@ -48,7 +54,7 @@ start() { # name, command...
   local name=$1; shift
   "$@" >>"$run/logs/$name.log" 2>&1 &
   pids+=($!)
-  echo "started $name (pid $!, log .run/logs/$name.log)"
+  echo "started $name (pid $!, log $run/logs/$name.log)"
 }
 
 start nats-server .tools/bin/nats-server -c deploy/local/nats.conf -a 127.0.0.1 \
@@ -60,16 +66,16 @@ start ferretdb .tools/bin/ferretdb --handler=sqlite --sqlite-url="file:$run/ferr
 wait_port "$mongo_port"
 
 start sluice-ingest "$build/services/ingest/sluice-ingest" --listen="$listen" \
-  --nats-url="$nats_url" --metrics-listen=127.0.0.1:9090
+  --nats-url="$nats_url" --metrics-listen="$m_ingest"
 wait_port "${listen##*:}"
 if [ -x "$build/services/transform/sluice-transform" ]; then
   SLUICE_TRANSFORM_RULES="$rules" start sluice-transform \
     "$build/services/transform/sluice-transform" --nats-url="$nats_url" \
-    --mongodb-uri="$mongo_uri" --metrics-listen=127.0.0.1:9091
+    --mongodb-uri="$mongo_uri" --metrics-listen="$m_transform"
 fi
 if [ -x "$build/services/audit/sluice-audit" ]; then
   start sluice-audit "$build/services/audit/sluice-audit" --nats-url="$nats_url" \
-    --mongodb-uri="$mongo_uri" --metrics-listen=127.0.0.1:9092
+    --mongodb-uri="$mongo_uri" --metrics-listen="$m_audit"
 fi
 
 cat <<MSG
@@ -78,8 +84,9 @@ Sluice is up.
   gRPC    $listen   (grpcurl -plaintext $listen list)
   NATS    $nats_url
   MongoDB $mongo_uri
-  metrics http://127.0.0.1:9090/metrics (ingest), :9091 (transform), :9092 (audit)
+  metrics http://$m_ingest/metrics (ingest), http://$m_transform/metrics (transform),
+          http://$m_audit/metrics (audit)
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true
-echo "a process exited; see .run/logs" >&2
+echo "a process exited; see $run/logs" >&2

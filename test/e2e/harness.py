@@ -54,12 +54,15 @@ def wait_until(pred, timeout=20.0, interval=0.05, what="condition"):
 
 
 def http_get(port, path):
-    """GET http://127.0.0.1:port/path -> (status, body, content type)."""
+    """GET http://127.0.0.1:port/path -> (status, body, content type); status 0
+    when nothing answers."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
             return r.status, r.read().decode(), r.headers.get("Content-Type")
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(), e.headers.get("Content-Type")
+    except (urllib.error.URLError, ConnectionError) as e:  # nothing listening (yet)
+        return 0, str(e), ""
 
 
 def metric(text, name, **labels):
