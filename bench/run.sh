@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # make bench: installs and builds what is missing (scripts/setup.sh), then runs
-# bench/ingest_bench.py, which starts its own nats-server and sluice-ingest on
-# free loopback ports and prints nats bench vs Sluice figures for both fsync
-# policies. Arguments are passed on to ingest_bench.py (see its --help), e.g.
-#   bash bench/run.sh --policies=default --rounds=1
-# Figures: bench/results/ingest.json (git-ignored).
+# the benchmarks; each starts its own servers on free loopback ports.
+#   bash bench/run.sh                 both, with their defaults
+#   bash bench/run.sh ingest [args]   bench/ingest_bench.py: nats bench vs Sluice
+#                                     ingest, for both fsync policies
+#   bash bench/run.sh drain [args]    bench/drain.py: transform and audit drain
+#                                     rates vs raw insert_many, end-to-end lag
+# Arguments after the name go to the script (see its --help), e.g.
+#   bash bench/run.sh ingest --policies=default --rounds=1
+# Figures: bench/results/ingest.json and drain.json (git-ignored).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,8 +16,22 @@ cd "$root"
 bash scripts/setup.sh
 
 build_dir="${SLUICE_BUILD_DIR:-$root/build}"
-loadgen="$build_dir/bench/sluice-loadgen"
-[ -x "$loadgen" ] || cmake --build "$build_dir" --target sluice-loadgen >/dev/null
-
+py="$root/.venv/bin/python"
 mkdir -p "$root/bench/results"
-exec "$root/.venv/bin/python" "$root/bench/ingest_bench.py" --loadgen "$loadgen" "$@"
+
+ingest() {
+  local loadgen="$build_dir/bench/sluice-loadgen"
+  [ -x "$loadgen" ] || cmake --build "$build_dir" --target sluice-loadgen >/dev/null
+  "$py" "$root/bench/ingest_bench.py" --loadgen "$loadgen" "$@"
+}
+
+drain() {
+  SLUICE_BUILD_DIR="$build_dir" "$py" "$root/bench/drain.py" "$@"
+}
+
+case "${1:-all}" in
+  ingest) shift; ingest "$@" ;;
+  drain) shift; drain "$@" ;;
+  all) ingest && drain ;;
+  *) echo "usage: bench/run.sh [ingest|drain] [arguments for the script]" >&2; exit 2 ;;
+esac
