@@ -6,11 +6,22 @@
  * them together. Fetching and settling go through sl_pull (see there why
  * not cnats' own natsSubscription_Fetch), dead letters through sl_dlq.
  *
- * Per-batch state lives in arrays sized once for the batch size and reused
- * for every batch, so the loop allocates nothing of its own per message
- * (cnats, libbson and libmongoc do). Only the sl_consumer_run thread touches
- * them. The stop flag is an atomic; the mutex and condition variable exist
- * only so that a stop wakes the loop from its waits at once. */
+ * Per-batch state lives in two sl_batch, arrays sized once for the batch
+ * size and reused for every batch, so the loop allocates nothing of its own
+ * per message (cnats, libbson and libmongoc do).
+ *
+ * Pipelining. The bulk insert, the one step that waits on the store, runs on
+ * a writer thread; everything else (fetch, build, settle) stays on the
+ * sl_consumer_run thread. While batch k is being inserted, the loop fetches
+ * and builds batch k+1; it then waits for k's insert, hands k+1 to the
+ * writer, and settles k while k+1 is being inserted. So at most one batch is
+ * being written and one built, and every batch is settled after its own
+ * write, in the order fetched. The writer touches only the batch it was
+ * handed (and the MongoDB pool, which is thread-safe) until it hands it
+ * back under wmu.
+ *
+ * The stop flag is an atomic; the mutex and condition variable exist only so
+ * that a stop wakes the loop from its waits at once. */
 #include "sl_consumer.h"
 
 #include <inttypes.h>
@@ -41,6 +52,32 @@
 #define NOTICE_EVERY_MS 30000
 #define LAG_EVERY_MS 2000
 #define STORE_CHECK_EVERY_MS 5000
+#define IN_FLIGHT_FETCH_WAIT_MS 10
+
+/* One batch: the messages of one fetch, the documents built from them, and
+ * what the store said about each, in arrays sized once for the batch size
+ * and reused. Two batches take turns: while the writer thread inserts one,
+ * the loop fetches and builds the other. */
+typedef struct sl_batch {
+    size_t n;           /* messages held */
+    size_t queued;      /* documents to write: write_docs[0..queued) */
+    int64_t fetched_ms; /* monotonic; the messages' AckWait runs from about then */
+    sl_delivery *del;
+    jsMsgMetaData **meta;
+    natsMsg **msgs; /* owned until batch_release */
+    bson_t *docs;
+    const bson_t **write_docs;
+    size_t *write_of; /* write_docs[k] is the document of del[write_of[k]] */
+    sl_mongo_outcome *write_out;
+    sl_mongo_result *result; /* per delivery */
+    bool *duplicate;
+    char (*error)[ERROR_LEN];
+
+    /* The bulk insert's own outcome, set by the writer thread. */
+    bool write_ok;
+    int64_t write_us;
+    char write_err[256];
+} sl_batch;
 
 struct sl_consumer {
     sl_consumer_config cfg;
@@ -57,6 +94,7 @@ struct sl_consumer {
 
     bool store_ok;
     bool indexes_ok;
+    char store_err[256]; /* why the store was last found away */
     int64_t store_retry_ms;
     int fetch_errors;
     int64_t last_notice_ms; /* rate limit for repeated warnings */
@@ -65,18 +103,17 @@ struct sl_consumer {
     int64_t last_lag_ms;
     int64_t last_store_ok_ms; /* last time MongoDB answered a write or ping */
 
-    /* Per batch, each sized cap. */
-    size_t cap;
-    sl_delivery *del;
-    jsMsgMetaData **meta;
-    natsMsg **msgs; /* the batch fetched, owned until batch_release */
-    bson_t *docs;
-    const bson_t **write_docs;
-    size_t *write_of; /* write_docs[k] is the document of del[write_of[k]] */
-    sl_mongo_outcome *write_out;
-    sl_mongo_result *result; /* per delivery */
-    bool *duplicate;
-    char (*error)[ERROR_LEN];
+    size_t cap;          /* messages per batch */
+    sl_batch batch[2];   /* taking turns */
+    sl_batch *in_flight; /* handed to the writer, not yet settled; or NULL */
+
+    /* The writer thread and what it shares with the loop, under wmu. */
+    pthread_t writer;
+    bool writer_started;
+    pthread_mutex_t wmu;
+    pthread_cond_t wcond;
+    sl_batch *wjob; /* handed over and not yet written; NULL when idle */
+    bool wquit;
 };
 
 /* ---- settings ----------------------------------------------------------- */
@@ -569,6 +606,7 @@ static bool store_ready(sl_consumer *c)
 static void store_lost(sl_consumer *c, const char *what, const char *err)
 {
     c->store_ok = false;
+    snprintf(c->store_err, sizeof(c->store_err), "%s", err);
     atomic_store(&c->stats.store_up, false);
     notice_reset(c);
     sl_log(SL_LOG_WARN, "%s; fetching paused: %s", what, err);
@@ -591,11 +629,11 @@ static void store_check_idle(sl_consumer *c)
 
 /* ---- one batch: build --------------------------------------------------- */
 
-/* Fills del[i] from the message; false when it carries no JetStream
+/* Fills b->del[i] from the message; false when it carries no JetStream
  * metadata (it did not come through a consumer and cannot be settled). */
-static bool delivery_init(sl_consumer *c, size_t i, natsMsg *m)
+static bool delivery_init(sl_consumer *c, sl_batch *b, size_t i, natsMsg *m)
 {
-    sl_delivery *d = &c->del[i];
+    sl_delivery *d = &b->del[i];
     jsMsgMetaData *md = NULL;
 
     memset(d, 0, sizeof(*d));
@@ -606,7 +644,7 @@ static bool delivery_init(sl_consumer *c, size_t i, natsMsg *m)
     d->len = (size_t)natsMsg_GetDataLength(m);
     if (natsMsg_GetMetaData(&md, m) != NATS_OK)
         return false;
-    c->meta[i] = md;
+    b->meta[i] = md;
     d->stream = md->Stream;
     d->stream_seq = md->Sequence.Stream;
     d->deliveries = md->NumDelivered;
@@ -614,81 +652,156 @@ static bool delivery_init(sl_consumer *c, size_t i, natsMsg *m)
     return true;
 }
 
-/* Builds every document; those that cannot be built are settled as
- * rejected, the others queued for the write. Returns how many are queued. */
-static size_t batch_build(sl_consumer *c, natsMsg **msgs, size_t n)
+/* Builds a document for each of b->msgs[0..b->n); those that cannot be
+ * built are settled as rejected, the others queued for the write. */
+static void batch_build(sl_consumer *c, sl_batch *b)
 {
-    size_t queued = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        c->error[i][0] = '\0';
-        c->duplicate[i] = false;
-        bson_init(&c->docs[i]);
-        if (!delivery_init(c, i, msgs[i])) {
+    b->queued = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        b->error[i][0] = '\0';
+        b->duplicate[i] = false;
+        bson_init(&b->docs[i]);
+        if (!delivery_init(c, b, i, b->msgs[i])) {
             sl_log(SL_LOG_ERROR, "message without JetStream metadata on %s; ignored",
-                   natsMsg_GetSubject(msgs[i]));
-            c->result[i] = SL_MONGO_RETRY;
+                   natsMsg_GetSubject(b->msgs[i]));
+            b->result[i] = SL_MONGO_RETRY;
             continue;
         }
-        if (!c->cfg.build(c->cfg.closure, &c->del[i], &c->docs[i], c->error[i], ERROR_LEN)) {
-            c->result[i] = SL_MONGO_REJECTED;
+        if (!c->cfg.build(c->cfg.closure, &b->del[i], &b->docs[i], b->error[i], ERROR_LEN)) {
+            b->result[i] = SL_MONGO_REJECTED;
             continue;
         }
-        c->result[i] = SL_MONGO_RETRY;
-        c->write_docs[queued] = &c->docs[i];
-        c->write_of[queued++] = i;
+        b->result[i] = SL_MONGO_RETRY;
+        b->write_docs[b->queued] = &b->docs[i];
+        b->write_of[b->queued++] = i;
     }
-    return queued;
 }
 
 /* ---- one batch: write --------------------------------------------------- */
 
-static void batch_write(sl_consumer *c, size_t queued)
+/* The bulk insert itself: on the writer thread, touching only b. */
+static void batch_insert(sl_consumer *c, sl_batch *b)
 {
-    char err[256] = "";
-    int64_t us = 0;
-    bool ok;
+    b->write_ok = true;
+    b->write_us = 0;
+    b->write_err[0] = '\0';
+    if (b->queued > 0)
+        b->write_ok =
+            sl_mongo_insert_many(c->mongo, c->cfg.collection, b->write_docs, b->queued,
+                                 b->write_out, &b->write_us, b->write_err, sizeof(b->write_err));
+}
 
-    if (queued == 0)
+static void *writer_main(void *arg)
+{
+    sl_consumer *c = arg;
+    sl_batch *b;
+
+    pthread_mutex_lock(&c->wmu);
+    for (;;) {
+        while (c->wjob == NULL && !c->wquit)
+            pthread_cond_wait(&c->wcond, &c->wmu);
+        if (c->wjob == NULL)
+            break;
+        b = c->wjob;
+        pthread_mutex_unlock(&c->wmu);
+        batch_insert(c, b);
+        pthread_mutex_lock(&c->wmu);
+        c->wjob = NULL; /* b is the loop's again */
+        pthread_cond_broadcast(&c->wcond);
+    }
+    pthread_mutex_unlock(&c->wmu);
+    return NULL;
+}
+
+static bool writer_start(sl_consumer *c)
+{
+    c->wquit = false;
+    c->writer_started = pthread_create(&c->writer, NULL, writer_main, c) == 0;
+    return c->writer_started;
+}
+
+/* Lets the writer finish what it holds and end. */
+static void writer_stop(sl_consumer *c)
+{
+    if (!c->writer_started)
         return;
-    ok = sl_mongo_insert_many(c->mongo, c->cfg.collection, c->write_docs, queued, c->write_out, &us,
-                              err, sizeof(err));
-    sl_series_observe(c->stats.write_seconds, (double)us / 1e6);
-    if (!ok) {
+    pthread_mutex_lock(&c->wmu);
+    c->wquit = true;
+    pthread_cond_broadcast(&c->wcond);
+    pthread_mutex_unlock(&c->wmu);
+    pthread_join(c->writer, NULL);
+    c->writer_started = false;
+}
+
+/* Hands b to the writer, which must be idle. */
+static void writer_hand(sl_consumer *c, sl_batch *b)
+{
+    pthread_mutex_lock(&c->wmu);
+    c->wjob = b;
+    pthread_cond_broadcast(&c->wcond);
+    pthread_mutex_unlock(&c->wmu);
+}
+
+/* Waits until the writer has written what it was handed. */
+static void writer_wait(sl_consumer *c)
+{
+    pthread_mutex_lock(&c->wmu);
+    while (c->wjob != NULL)
+        pthread_cond_wait(&c->wcond, &c->wmu);
+    pthread_mutex_unlock(&c->wmu);
+}
+
+/* Reads the outcome of b's insert into its per-delivery results. */
+static void batch_write_done(sl_consumer *c, sl_batch *b)
+{
+    if (b->queued == 0)
+        return;
+    sl_series_observe(c->stats.write_seconds, (double)b->write_us / 1e6);
+    if (!b->write_ok) {
         sl_series_inc(c->stats.mongo_errors);
-        store_lost(c, "MongoDB write failed; batch nak'ed", err);
+        store_lost(c, "MongoDB write failed; batch nak'ed", b->write_err);
     } else {
         c->last_store_ok_ms = sl_time_mono_ms();
     }
-    for (size_t k = 0; k < queued; k++) {
-        size_t i = c->write_of[k];
-        if (!ok) {
-            snprintf(c->error[i], ERROR_LEN, "MongoDB write failed: %s", err);
+    for (size_t k = 0; k < b->queued; k++) {
+        size_t i = b->write_of[k];
+        if (!b->write_ok) {
+            snprintf(b->error[i], ERROR_LEN, "MongoDB write failed: %s", b->write_err);
             continue;
         }
-        c->result[i] = c->write_out[k].result;
-        c->duplicate[i] = c->write_out[k].duplicate;
-        if (c->result[i] != SL_MONGO_STORED)
-            snprintf(c->error[i], ERROR_LEN, "MongoDB refused the document (code %d): %s",
-                     (int)c->write_out[k].code, c->write_out[k].error);
+        b->result[i] = b->write_out[k].result;
+        b->duplicate[i] = b->write_out[k].duplicate;
+        if (b->result[i] != SL_MONGO_STORED)
+            snprintf(b->error[i], ERROR_LEN, "MongoDB refused the document (code %d): %s",
+                     (int)b->write_out[k].code, b->write_out[k].error);
     }
+}
+
+/* b was built while the batch before it was being written, and that write
+ * failed as a whole: b is not written but fails the same way (nak, or dead
+ * letter on the last delivery), as it would have moments later. */
+static void batch_write_skipped(sl_consumer *c, sl_batch *b)
+{
+    for (size_t k = 0; k < b->queued; k++)
+        snprintf(b->error[b->write_of[k]], ERROR_LEN,
+                 "MongoDB write failed for the batch before this one: %s", c->store_err);
 }
 
 /* ---- one batch: settle -------------------------------------------------- */
 
 /* Dead-letters message i and terminates it; on the last delivery a
  * retryable failure says so in its error. */
-static void settle_dlq(sl_consumer *c, size_t i)
+static void settle_dlq(sl_consumer *c, sl_batch *b, size_t i)
 {
-    const sl_delivery *d = &c->del[i];
+    const sl_delivery *d = &b->del[i];
     char error[ERROR_LEN + 64];
     sl_dlq_letter l = {d->msg, c->name, d->stream, d->stream_seq, sl_delivery_type(d), error};
 
-    if (c->result[i] == SL_MONGO_RETRY)
+    if (b->result[i] == SL_MONGO_RETRY)
         snprintf(error, sizeof(error), "gave up after %" PRIu64 " deliveries: %s", d->deliveries,
-                 c->error[i]);
+                 b->error[i]);
     else
-        snprintf(error, sizeof(error), "%s", c->error[i]);
+        snprintf(error, sizeof(error), "%s", b->error[i]);
     if (sl_dlq_publish(sl_js_ctx(c->js), sl_js_conn(c->js), &l, d->deliveries)) {
         sl_pull_term(sl_js_conn(c->js), d->msg);
         sl_series_inc(c->stats.dlq);
@@ -719,62 +832,116 @@ static void settle_log(const sl_delivery *d, const char *msg, const char *error)
     sl_log_end(f);
 }
 
-static void settle_one(sl_consumer *c, size_t i)
+static void settle_one(sl_consumer *c, sl_batch *b, size_t i)
 {
-    const sl_delivery *d = &c->del[i];
+    const sl_delivery *d = &b->del[i];
     sl_consumer_stats *st = &c->stats;
 
-    switch (sl_consumer_settle(c->result[i], d->deliveries, c->set->max_deliver)) {
+    switch (sl_consumer_settle(b->result[i], d->deliveries, c->set->max_deliver)) {
     case SL_SETTLE_ACK:
         sl_pull_ack(sl_js_conn(c->js), d->msg);
-        sl_series_inc(c->duplicate[i] ? st->duplicates : st->stored);
-        settle_log(d, c->duplicate[i] ? "record already stored" : "record stored", NULL);
+        sl_series_inc(b->duplicate[i] ? st->duplicates : st->stored);
+        settle_log(d, b->duplicate[i] ? "record already stored" : "record stored", NULL);
         break;
     case SL_SETTLE_NAK:
         sl_pull_nak(sl_js_conn(c->js), d->msg,
                     sl_consumer_backoff_ms(d->deliveries, NAK_DELAY_MAX_MS));
         sl_series_inc(st->naked);
-        settle_log(d, "record nak'ed", c->error[i]);
+        settle_log(d, "record nak'ed", b->error[i]);
         break;
     case SL_SETTLE_DLQ:
-        settle_dlq(c, i);
+        settle_dlq(c, b, i);
         break;
     }
 }
 
-static void batch_settle(sl_consumer *c, size_t n)
+static void batch_settle(sl_consumer *c, sl_batch *b)
 {
-    for (size_t i = 0; i < n; i++) {
-        if (c->meta[i] != NULL)
-            settle_one(c, i);
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->meta[i] != NULL)
+            settle_one(c, b, i);
     }
     /* Acks are fire-and-forget publishes: make sure the server has them
      * before the next fetch (and before exit). */
     natsConnection_FlushTimeout(sl_js_conn(c->js), 5000);
 }
 
-static void batch_release(sl_consumer *c, size_t n)
+static void batch_release(sl_batch *b)
 {
-    for (size_t i = 0; i < n; i++) {
-        bson_destroy(&c->docs[i]);
-        jsMsgMetaData_Destroy(c->meta[i]);
-        c->meta[i] = NULL;
-        natsMsg_Destroy(c->msgs[i]);
-        c->msgs[i] = NULL;
+    for (size_t i = 0; i < b->n; i++) {
+        bson_destroy(&b->docs[i]);
+        jsMsgMetaData_Destroy(b->meta[i]);
+        b->meta[i] = NULL;
+        natsMsg_Destroy(b->msgs[i]);
+        b->msgs[i] = NULL;
+    }
+    b->n = 0;
+    b->queued = 0;
+}
+
+/* Settles b, whose write is over (or was skipped), and frees it for reuse. */
+static void batch_finish(sl_consumer *c, sl_batch *b)
+{
+    size_t n = b->n;
+
+    batch_settle(c, b);
+    batch_release(b);
+    sl_log(SL_LOG_DEBUG, "batch of %zu settled", n);
+}
+
+/* A batch that waited long for the writer (the write before it was slow)
+ * restarts its messages' ack timers, so the server does not redeliver them
+ * while they are being written. */
+static void batch_touch(sl_consumer *c, sl_batch *b)
+{
+    if (sl_time_mono_ms() - b->fetched_ms < c->set->ack_wait_ms / 4)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->meta[i] != NULL)
+            sl_pull_in_progress(sl_js_conn(c->js), b->del[i].msg);
     }
 }
 
-/* msgs[0..n), n <= cap: build, write once, settle. */
-static void batch_process(sl_consumer *c, natsMsg **msgs, size_t n)
-{
-    size_t queued;
+/* ---- the pipeline ------------------------------------------------------- */
 
-    sl_series_add(c->stats.delivered, (double)n);
-    queued = batch_build(c, msgs, n);
-    batch_write(c, queued);
-    batch_settle(c, n);
-    batch_release(c, n);
-    sl_log(SL_LOG_DEBUG, "batch of %zu settled", n);
+/* One step: waits for the batch in flight to be written, hands next (just
+ * built; NULL when the fetch brought nothing) to the writer, and settles
+ * the batch in flight while next is being written. When the write in flight
+ * failed as a whole, the store is away: next is not written but settled
+ * like it, and nothing is left in flight. */
+static void pipeline_step(sl_consumer *c, sl_batch *next)
+{
+    sl_batch *prev = c->in_flight;
+
+    c->in_flight = NULL;
+    if (prev != NULL) {
+        writer_wait(c);
+        batch_write_done(c, prev);
+    }
+    if (next != NULL && c->store_ok) {
+        batch_touch(c, next);
+        writer_hand(c, next);
+        c->in_flight = next;
+    } else if (next != NULL) {
+        batch_write_skipped(c, next);
+    }
+    if (prev != NULL)
+        batch_finish(c, prev);
+    if (next != NULL && c->in_flight != next)
+        batch_finish(c, next);
+}
+
+/* Writes and settles whatever is in flight: before a pause, and at stop. */
+static void pipeline_drain(sl_consumer *c)
+{
+    if (c->in_flight != NULL)
+        pipeline_step(c, NULL);
+}
+
+/* The batch the loop may fetch into: the one not in flight. */
+static sl_batch *batch_free(sl_consumer *c)
+{
+    return c->in_flight == &c->batch[0] ? &c->batch[1] : &c->batch[0];
 }
 
 /* ---- the loop ----------------------------------------------------------- */
@@ -800,18 +967,32 @@ static void lag_update(sl_consumer *c)
     jsConsumerInfo_Destroy(ci);
 }
 
-/* Fetches and processes one batch; returns how many messages it held. */
+/* Fetches and builds one batch and takes a pipeline step with it; returns
+ * how many messages it held. While a write is in flight the fetch waits
+ * briefly at most, so that an idle stream does not hold back the settling
+ * of the batch being written. */
 static int fetch_once(sl_consumer *c)
 {
+    sl_batch *b = batch_free(c);
+    int64_t wait = c->set->fetch_wait_ms;
     int n = 0;
-    natsStatus s = sl_pull_fetch(c->pull, c->msgs, (int)c->cap, c->set->fetch_wait_ms, &n);
+    natsStatus s;
 
-    if (n > 0)
-        batch_process(c, c->msgs, (size_t)n);
+    if (c->in_flight != NULL && wait > IN_FLIGHT_FETCH_WAIT_MS)
+        wait = IN_FLIGHT_FETCH_WAIT_MS;
+    s = sl_pull_fetch(c->pull, b->msgs, (int)c->cap, wait, &n);
+    if (n > 0) {
+        b->n = (size_t)n;
+        b->fetched_ms = sl_time_mono_ms();
+        sl_series_add(c->stats.delivered, (double)n);
+        batch_build(c, b);
+    }
+    pipeline_step(c, n > 0 ? b : NULL);
     if (s == NATS_OK) {
         c->fetch_errors = 0;
         return n;
     }
+    pipeline_drain(c);
     if (notice_due(c))
         sl_log(SL_LOG_WARN, "fetch from %s failed: %s", c->name, natsStatus_GetText(s));
     /* Consumer deleted, stream recreated, server replaced: bind again. */
@@ -843,10 +1024,19 @@ static bool nats_open(sl_consumer *c, char *err, size_t errlen)
     return s == NATS_OK;
 }
 
+/* Nothing is in flight whenever the loop pauses or binds: a fetch that
+ * brings nothing, a failed fetch and a failed write all end with the
+ * pipeline drained. */
 int sl_consumer_run(sl_consumer *c, char *err, size_t errlen)
 {
     if (!nats_open(c, err, errlen))
         return -1;
+    if (!writer_start(c)) {
+        snprintf(err, errlen, "cannot start the writer thread");
+        sl_js_close(c->js);
+        c->js = NULL;
+        return -1;
+    }
     c->last_stats_ms = sl_time_mono_ms();
     while (!atomic_load(&c->stopping)) {
         atomic_store(&c->stats.nats_up, sl_js_connected(c->js));
@@ -861,6 +1051,8 @@ int sl_consumer_run(sl_consumer *c, char *err, size_t errlen)
         lag_update(c);
         stats_log_periodic(c);
     }
+    pipeline_drain(c);
+    writer_stop(c);
     if (c->pull != NULL)
         unbind(c);
     stats_log(c, SL_LOG_INFO, "stopped");
@@ -944,21 +1136,40 @@ static void stats_register(sl_consumer_stats *st, const char *name)
     st->redelivered = sl_metric_with(gauge, name, NULL);
 }
 
+static bool batch_alloc(sl_batch *b, size_t cap)
+{
+    b->msgs = calloc(cap, sizeof(*b->msgs));
+    b->del = calloc(cap, sizeof(*b->del));
+    b->meta = calloc(cap, sizeof(*b->meta));
+    b->docs = calloc(cap, sizeof(*b->docs));
+    b->write_docs = calloc(cap, sizeof(*b->write_docs));
+    b->write_of = calloc(cap, sizeof(*b->write_of));
+    b->write_out = calloc(cap, sizeof(*b->write_out));
+    b->result = calloc(cap, sizeof(*b->result));
+    b->duplicate = calloc(cap, sizeof(*b->duplicate));
+    b->error = calloc(cap, sizeof(*b->error));
+    return b->msgs && b->del && b->meta && b->docs && b->write_docs && b->write_of &&
+           b->write_out && b->result && b->duplicate && b->error;
+}
+
+static void batch_free_arrays(sl_batch *b)
+{
+    free(b->msgs);
+    free(b->del);
+    free(b->meta);
+    free(b->docs);
+    free(b->write_docs);
+    free(b->write_of);
+    free(b->write_out);
+    free(b->result);
+    free(b->duplicate);
+    free(b->error);
+}
+
 static bool arrays_alloc(sl_consumer *c, size_t cap)
 {
     c->cap = cap;
-    c->msgs = calloc(cap, sizeof(*c->msgs));
-    c->del = calloc(cap, sizeof(*c->del));
-    c->meta = calloc(cap, sizeof(*c->meta));
-    c->docs = calloc(cap, sizeof(*c->docs));
-    c->write_docs = calloc(cap, sizeof(*c->write_docs));
-    c->write_of = calloc(cap, sizeof(*c->write_of));
-    c->write_out = calloc(cap, sizeof(*c->write_out));
-    c->result = calloc(cap, sizeof(*c->result));
-    c->duplicate = calloc(cap, sizeof(*c->duplicate));
-    c->error = calloc(cap, sizeof(*c->error));
-    return c->msgs && c->del && c->meta && c->docs && c->write_docs && c->write_of &&
-           c->write_out && c->result && c->duplicate && c->error;
+    return batch_alloc(&c->batch[0], cap) && batch_alloc(&c->batch[1], cap);
 }
 
 sl_consumer *sl_consumer_new(const sl_consumer_config *cfg, sl_mongo *mongo, char *err,
@@ -978,6 +1189,8 @@ sl_consumer *sl_consumer_new(const sl_consumer_config *cfg, sl_mongo *mongo, cha
     stats_register(&c->stats, c->name);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&c->wmu, NULL);
+    pthread_cond_init(&c->wcond, NULL);
     return c;
 }
 
@@ -986,19 +1199,13 @@ void sl_consumer_free(sl_consumer *c)
     if (c == NULL)
         return;
     if (c->set != NULL) {
+        pthread_cond_destroy(&c->wcond);
+        pthread_mutex_destroy(&c->wmu);
         pthread_cond_destroy(&c->cond);
         pthread_mutex_destroy(&c->mu);
     }
-    free(c->msgs);
-    free(c->del);
-    free(c->meta);
-    free(c->docs);
-    free(c->write_docs);
-    free(c->write_of);
-    free(c->write_out);
-    free(c->result);
-    free(c->duplicate);
-    free(c->error);
+    batch_free_arrays(&c->batch[0]);
+    batch_free_arrays(&c->batch[1]);
     free(c);
 }
 

@@ -27,11 +27,14 @@
  * an hour after the last replica stops; the store's duplicate-key rule makes
  * the replay write only what is missing.
  *
- * Threads: sl_consumer_run does all the work on the calling thread and
- * returns after sl_consumer_stop, which any thread may call (typically the
- * signal-watching one): the batch in hand is finished and settled first.
- * The build callback runs on the sl_consumer_run thread. The counters in
- * sl_consumer_stats are atomics, readable from any thread at any time. */
+ * Threads: sl_consumer_run fetches, builds and settles on the calling
+ * thread and runs the bulk inserts on a writer thread of its own, so that
+ * the next batch is fetched and built while the current one is written
+ * (each batch is still settled only after its own write). It returns after
+ * sl_consumer_stop, which any thread may call (typically the
+ * signal-watching one): the batches in hand are finished and settled first.
+ * The build callback runs on the sl_consumer_run thread. sl_consumer_stats
+ * (metric series and atomic flags) is readable from any thread at any time. */
 #ifndef SL_CONSUMER_H
 #define SL_CONSUMER_H
 
