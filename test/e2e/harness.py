@@ -6,9 +6,11 @@ database: NatsServer is nats-server with JetStream, FerretDB is FerretDB on
 SQLite, and Service runs one of the Sluice binaries.
 """
 
+import atexit
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -104,6 +106,21 @@ async def stream_ids(url, stream="SLUICE"):
         await nc.close()
 
 
+_scratch = None
+
+
+def scratch_dir():
+    """One temporary directory per test process for every server's data and
+    log, removed when the process exits (kept with SLUICE_KEEP_TMP=1, for
+    reading the logs of a failure at leisure)."""
+    global _scratch
+    if _scratch is None:
+        _scratch = tempfile.mkdtemp(prefix="sluice-test-")
+        if os.environ.get("SLUICE_KEEP_TMP") != "1":
+            atexit.register(shutil.rmtree, _scratch, ignore_errors=True)
+    return _scratch
+
+
 class Proc:
     """A child process whose output goes to a log file kept for failures."""
 
@@ -111,7 +128,7 @@ class Proc:
         self.name = name
         self.argv = argv
         self.env = env
-        self.workdir = workdir or tempfile.mkdtemp(prefix=f"sluice-{name}-")
+        self.workdir = workdir or tempfile.mkdtemp(prefix=f"{name}-", dir=scratch_dir())
         self.log_path = pathlib.Path(self.workdir) / f"{name}.log"
         self.proc = None
 
