@@ -24,20 +24,18 @@ apt_packages=(
   libnats-dev libmongoc-dev libbson-dev libjq-dev libmicrohttpd-dev libssl-dev
   python3-venv golang-go curl nodejs npm
 )
+# A newer Go or Node already on PATH is kept; Debian's are only fallbacks.
+have_go=0; command -v go >/dev/null 2>&1 && have_go=1
+have_node=0; command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && have_node=1
 missing=()
 for p in "${apt_packages[@]}"; do
+  case "$p" in
+    golang-go) ((have_go)) && continue ;;
+    nodejs | npm) ((have_node)) && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  # golang-go is only a fallback: a newer Go already on PATH is kept.
-  # A newer Go or Node already on PATH is kept; Debian's are only fallbacks.
-  if command -v go >/dev/null 2>&1; then
-    missing=("${missing[@]/golang-go/}")
-  fi
-  if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
-    missing=("${missing[@]/nodejs/}")
-    missing=("${missing[@]/npm/}")
-  fi
   say "installing Debian packages: ${missing[*]}"
   sudo_cmd=""
   [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
