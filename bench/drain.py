@@ -191,6 +191,15 @@ class Bench:
         self.procs.insert(0, svc)
         return svc
 
+    def both_services(self):
+        """transform and audit on their durables, once both reach the store."""
+        both = (self.service("transform"), self.service("audit"))
+        for svc in both:
+            harness.wait_until(lambda: any(e.get("msg", "").startswith("MongoDB reachable")
+                                           for e in events(svc)), timeout=20,
+                               what=f"{svc.name} up")
+        return both
+
     def stop(self, svc):
         code = svc.stop()
         if code != 0:
@@ -288,12 +297,7 @@ class Bench:
         as IngestStream goes while both services run, timed from the first
         send to the later of the two services' last batch."""
         n = self.args.records // 2
-        t = self.service("transform")
-        a = self.service("audit")
-        for svc in (t, a):
-            harness.wait_until(lambda: any(e.get("msg", "").startswith("MongoDB reachable")
-                                           for e in events(svc)), timeout=20,
-                               what=f"{svc.name} up")
+        t, a = self.both_services()
         stub, ch = self.stub()
         start = time.time()
         reqs = (self.pb.IngestRequest(record=self.record(i, "live")) for i in range(n))
@@ -335,12 +339,7 @@ class Bench:
         key, prefix = ("lag_with_reader", "lagr") if reader else ("lag", "lag")
         ids = [f"{prefix}-{i:07d}" for i in range(total)]
         self.db.records.drop()
-        t = self.service("transform")
-        a = self.service("audit")
-        for svc in (t, a):
-            harness.wait_until(lambda: any(e.get("msg", "").startswith("MongoDB reachable")
-                                           for e in events(svc)), timeout=20,
-                               what=f"{svc.name} up")
+        t, a = self.both_services()
         acked, acked_wall, seen, probes = [], {}, {}, []
         samples = list(range(0, total, max(1, int(rate * SAMPLE_EVERY))))
         sent = threading.Event()
