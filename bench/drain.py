@@ -309,8 +309,7 @@ class Bench:
             raise RuntimeError(f"live: {acked} of {n} acknowledged")
         ends = []
         for svc in (t, a):
-            harness.wait_until(lambda: drain_window(svc, n)[1] is not None, timeout=300,
-                               what=f"{svc.name} settled the live load")
+            wait_settled(svc, n, timeout=300)
             ends.append(drain_window(svc, n)[1])
             self.stop(svc)
         self.result["live"] = {"records": n, "ingest_records_per_s": n / sent,
@@ -388,8 +387,9 @@ class Bench:
             th.start()
         for th in threads:
             th.join()
-        self.stop(t)
-        self.stop(a)
+        for svc in (t, a):
+            wait_settled(svc, total, timeout=300)
+            self.stop(svc)
         if self.db.records.count_documents({}) != total:
             raise RuntimeError("lag: not every record reached `records`")
         stored = stored_lags(t, ids, acked_wall)
