@@ -263,9 +263,19 @@ class Ingest(Service):
     def target(self):
         return f"127.0.0.1:{self.port}"
 
-    def start(self):
+    def start(self, ready=True):
+        """Starts and waits for the ports; with ready, also for JetStream
+        (pass ready=False when NATS is not there on purpose)."""
         super().start()
-        return self.started(self.metrics_port, self.port)
+        self.started(self.metrics_port, self.port)
+        return self.wait_ready() if ready else self
+
+    def wait_ready(self, timeout=30):
+        """Until /readyz says connected to JetStream with the stream there:
+        the ports open before NATS is reached."""
+        wait_until(lambda: http_get(self.metrics_port, "/readyz")[0] == 200, timeout=timeout,
+                   what="sluice-ingest ready")
+        return self
 
 
 def generate_python_stubs(out_dir):

@@ -365,7 +365,7 @@ def test_client_deadline_honoured(pb, nats_server):
 
 def test_starts_before_nats_and_catches_up(pb):
     port = harness.free_port()
-    svc = harness.Ingest(f"nats://127.0.0.1:{port}").start()
+    svc = harness.Ingest(f"nats://127.0.0.1:{port}").start(ready=False)
     nats_server = harness.NatsServer(port=port)
     try:
         s, ch = stub(pb, svc)
