@@ -198,22 +198,9 @@ def run_async(coro):
     return asyncio.run(coro)
 
 
-async def _stream_msgs(url, stream):
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(stream)
-        msgs = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            msgs.append(await js.get_msg(stream, seq))
-        return msgs
-    finally:
-        await nc.close()
-
-
 def stream_msgs(url, stream=STREAM):
     """Every message a stream holds, in order (nats-py RawStreamMsg)."""
-    return run_async(_stream_msgs(url, stream))
+    return run_async(harness.stream_messages(url, stream))
 
 
 async def _stream_msg(url, stream, seq):

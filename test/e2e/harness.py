@@ -89,21 +89,25 @@ def scrape(svc):
     return text
 
 
-async def stream_ids(url, stream="SLUICE"):
-    """Every Nats-Msg-Id stored in the stream, in sequence order (nats-py)."""
+async def stream_messages(url, stream="SLUICE"):
+    """Every message a stream holds, in sequence order (nats-py RawStreamMsg)."""
     import nats  # only the tests that read the stream need it
 
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
         info = await js.stream_info(stream)
-        ids = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            ids.append((await js.get_msg(stream, seq)).headers["Nats-Msg-Id"])
-        assert info.state.messages == len(ids)
-        return ids
+        msgs = [await js.get_msg(stream, seq)
+                for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+        assert info.state.messages == len(msgs)
+        return msgs
     finally:
         await nc.close()
+
+
+async def stream_ids(url, stream="SLUICE"):
+    """Every Nats-Msg-Id stored in the stream, in sequence order."""
+    return [m.headers["Nats-Msg-Id"] for m in await stream_messages(url, stream)]
 
 
 _scratch = None
