@@ -39,7 +39,8 @@ stop_all() {
   done
   echo "stopped; data stays in $run (delete it for a fresh start)"
 }
-trap stop_all INT TERM EXIT
+trap "stop_all; exit 0" INT TERM
+trap stop_all EXIT
 
 wait_port() {
   for _ in $(seq 1 200); do
