@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "sl_dlq.h"
 #include "sl_js.h"
@@ -354,14 +353,8 @@ const char *sl_delivery_type(const sl_delivery *d)
 /* Sleeps up to ms, or less when sl_consumer_stop is called. */
 static void pause_ms(sl_consumer *c, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = sl_time_deadline(ms);
+
     pthread_mutex_lock(&c->mu);
     while (!atomic_load(&c->stopping) && pthread_cond_timedwait(&c->cond, &c->mu, &until) == 0)
         ;

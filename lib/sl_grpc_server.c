@@ -437,13 +437,7 @@ static int wait_calls(sl_grpc_server *s, int64_t until)
     int n;
     pthread_mutex_lock(&s->mu);
     while (s->active > 0 && sl_time_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = sl_time_deadline(50);
         pthread_cond_timedwait(&s->cond, &s->mu, &ts);
     }
     n = s->active;

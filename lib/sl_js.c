@@ -246,9 +246,7 @@ static void *provision_loop(void *arg)
             js->stream_ok = ok;
         }
         if (!js->stopping && !js->kick) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += 1;
+            struct timespec until = sl_time_deadline(1000);
             pthread_cond_timedwait(&js->cond, &js->mu, &until);
         }
     }

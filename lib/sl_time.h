@@ -7,11 +7,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #define SL_RFC3339_LEN 40
 
 int64_t sl_time_now_ns(void);
 int64_t sl_time_mono_ms(void);
+
+/* The CLOCK_REALTIME moment ms milliseconds from now, as
+ * pthread_cond_timedwait takes it. */
+struct timespec sl_time_deadline(int64_t ms);
 
 /* Writes ns as RFC 3339 UTC with nine fractional digits. */
 void sl_time_rfc3339(int64_t ns, char *out, size_t outlen);

@@ -192,12 +192,7 @@ static void *watch_loop(void *arg)
         struct timespec until;
         bool stop;
         push_all(h);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 250 * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        until = sl_time_deadline(250);
         pthread_mutex_lock(&h->mu);
         if (!h->stopping)
             pthread_cond_timedwait(&h->cond, &h->mu, &until);
