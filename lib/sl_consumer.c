@@ -809,12 +809,13 @@ static void settle_dlq(sl_consumer *c, sl_batch *b, size_t i)
 /* One debug line per settled record: its id, stream sequence, trace. */
 static void settle_log(const sl_delivery *d, const char *msg, const char *error)
 {
-    const char *id = sl_delivery_header(d, SL_HDR_MSG_ID);
-    const char *trace = sl_delivery_header(d, SL_HDR_TRACEPARENT);
     bson_t *f = sl_log_begin(SL_LOG_DEBUG, msg);
+    const char *id, *trace;
 
-    if (f == NULL)
+    if (f == NULL) /* debug is off: no header lookups on the hot path */
         return;
+    id = sl_delivery_header(d, SL_HDR_MSG_ID);
+    trace = sl_delivery_header(d, SL_HDR_TRACEPARENT);
     BSON_APPEND_UTF8(f, "record_id", id != NULL ? id : "");
     BSON_APPEND_INT64(f, "stream_seq", (int64_t)d->stream_seq);
     BSON_APPEND_INT64(f, "deliveries", (int64_t)d->deliveries);

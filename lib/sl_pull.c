@@ -84,11 +84,18 @@ static natsStatus request_send(sl_pull *p, int batch, int64_t wait_ms, bool no_w
     return natsConnection_PublishRequestString(p->nc, p->next_subject, p->reply, body);
 }
 
+/* A delivery, as opposed to a status message (which has a Status header and
+ * no body; its status is then left in *status). */
+static bool is_delivery(natsMsg *m, const char **status)
+{
+    return natsMsg_GetDataLength(m) > 0 || natsMsgHeader_Get(m, "Status", status) != NATS_OK;
+}
+
 static pull_kind classify(const sl_pull *p, natsMsg *m)
 {
     const char *status = NULL, *desc = NULL;
 
-    if (natsMsg_GetDataLength(m) > 0 || natsMsgHeader_Get(m, "Status", &status) != NATS_OK)
+    if (is_delivery(m, &status))
         return PULL_DATA;
     if (strcmp(natsMsg_GetSubject(m), p->reply) != 0 || strncmp(status, "100", 3) == 0)
         return PULL_IGNORE;
@@ -145,7 +152,7 @@ static natsStatus take_queued(sl_pull *p, natsMsg **msgs, int max, int *n)
             break;
         if (s != NATS_OK)
             return s;
-        if (natsMsg_GetDataLength(m) > 0 || natsMsgHeader_Get(m, "Status", &status) != NATS_OK)
+        if (is_delivery(m, &status))
             msgs[(*n)++] = m;
         else
             natsMsg_Destroy(m); /* the status of a request that is over */
