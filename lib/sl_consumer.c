@@ -1247,6 +1247,28 @@ static int serve(sl_consumer *c, char *err, size_t errlen)
     return rc;
 }
 
+int sl_consumer_configure(const char *service, const sl_option *opts, const char *usage,
+                          sl_consumer_settings *s, int argc, char **argv)
+{
+    sl_log_level level;
+    char err[1024];
+
+    switch (sl_config_parse(opts, argc, argv, usage, err, sizeof(err))) {
+    case SL_CONFIG_HELP:
+        return 0;
+    case SL_CONFIG_ERROR:
+        break;
+    default:
+        if (sl_consumer_settings_check(s, err, sizeof(err))) {
+            sl_log_level_parse(s->log_level, &level);
+            sl_log_init(service, level);
+            return -1;
+        }
+    }
+    fprintf(stderr, "%s: %s\n", service, err);
+    return 2;
+}
+
 int sl_consumer_main(const sl_consumer_config *cfg)
 {
     const sl_consumer_settings *s = cfg->settings;

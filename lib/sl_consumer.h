@@ -179,6 +179,14 @@ bool sl_consumer_ready(const sl_consumer *c, char *why, size_t whylen);
 /* Frees c; sl_consumer_run must have returned. */
 void sl_consumer_free(sl_consumer *c);
 
+/* The start of a service's main once its option table is written (the
+ * shared options, its own, the terminating {0}): reads the flags and the
+ * environment, checks the shared settings, and starts the log as service.
+ * Returns -1 to go on, or the exit status to return at once: 0 after
+ * --help, 2 after printing the reason as one line on stderr. */
+int sl_consumer_configure(const char *service, const sl_option *opts, const char *usage,
+                          sl_consumer_settings *s, int argc, char **argv);
+
 /* The whole life of a service after its configuration is read: opens
  * MongoDB (appname cfg->service), serves /metrics, /healthz and /readyz on
  * settings->metrics_listen (unless empty), runs the consumer until SIGTERM or SIGINT

@@ -7,13 +7,9 @@
  * Start-up fails with exit status 2 and one line on stderr when the
  * configuration is invalid. SIGTERM or SIGINT finish the batch in hand,
  * settle it, and exit 0. */
-#include <stdio.h>
-#include <stdlib.h>
-
 #include "audit.h"
 #include "sl_config.h"
 #include "sl_consumer.h"
-#include "sl_log.h"
 #include "sl_signal.h"
 #include "sl_time.h"
 
@@ -32,12 +28,6 @@ static const char usage[] =
     "per message (record id, type, key, payload hash and size, principal, times) into\n"
     "MongoDB `audit`. Every option is also an environment variable; flags win.";
 
-static int fail(const char *line)
-{
-    fprintf(stderr, SERVICE ": %s\n", line);
-    return 2;
-}
-
 /* The consumer thread. */
 static bool build(void *closure, const sl_delivery *d, bson_t *doc, char *err, size_t errlen)
 {
@@ -49,22 +39,10 @@ int main(int argc, char **argv)
 {
     sl_consumer_config cc = {SERVICE, &cfg, "audit", indexes, sizeof(indexes) / sizeof(indexes[0]),
                              build,   NULL};
-    sl_log_level level;
-    char err[1024];
+    int rc;
 
     sl_signal_block();
     sl_consumer_options(options, &cfg, "audit", "0.0.0.0:9092");
-    switch (sl_config_parse(options, argc, argv, usage, err, sizeof(err))) {
-    case SL_CONFIG_HELP:
-        return 0;
-    case SL_CONFIG_ERROR:
-        return fail(err);
-    default:
-        break;
-    }
-    if (!sl_consumer_settings_check(&cfg, err, sizeof(err)))
-        return fail(err);
-    sl_log_level_parse(cfg.log_level, &level);
-    sl_log_init(SERVICE, level);
-    return sl_consumer_main(&cc);
+    rc = sl_consumer_configure(SERVICE, options, usage, &cfg, argc, argv);
+    return rc >= 0 ? rc : sl_consumer_main(&cc);
 }

@@ -67,24 +67,14 @@ int main(int argc, char **argv)
         SERVICE, &cfg.consumer, "records", indexes, sizeof(indexes) / sizeof(indexes[0]),
         build,   NULL};
     transform_rules *rules;
-    sl_log_level level;
     char err[1024];
     int rc;
 
     sl_signal_block();
     options_init();
-    switch (sl_config_parse(options, argc, argv, usage, err, sizeof(err))) {
-    case SL_CONFIG_HELP:
-        return 0;
-    case SL_CONFIG_ERROR:
-        return fail(err);
-    default:
-        break;
-    }
-    if (!sl_consumer_settings_check(&cfg.consumer, err, sizeof(err)))
-        return fail(err);
-    sl_log_level_parse(cfg.consumer.log_level, &level);
-    sl_log_init(SERVICE, level);
+    rc = sl_consumer_configure(SERVICE, options, usage, &cfg.consumer, argc, argv);
+    if (rc >= 0)
+        return rc;
     rules = transform_rules_load(cfg.rules, err, sizeof(err));
     if (rules == NULL)
         return fail(err);
