@@ -83,22 +83,11 @@ def log_time(ts):
     return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) + int(frac) / 1e9
 
 
-def events(svc):
-    out = []
-    for line in svc.log().splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
-
-
 def drain_window(svc, n):
     """(start, end, records) of a drain, from the service's own log: start
     when it began consuming, end at the batch that settled the n-th record."""
     start, done, end = None, 0, None
-    for ev in events(svc):
+    for ev in svc.events():
         msg = ev.get("msg", "")
         if msg.startswith("consuming ") or msg.startswith("MongoDB reachable"):
             t = log_time(ev["ts"])
@@ -139,7 +128,7 @@ def stored_lags(svc, ids_in_order, acked_wall):
     stored it. One consumer settles the stream in order, so the n-th record
     settled is the n-th record sent."""
     lags, k = [], 0
-    for ev in events(svc):
+    for ev in svc.events():
         msg = ev.get("msg", "")
         if not msg.startswith("batch of "):
             continue
@@ -196,7 +185,7 @@ class Bench:
         both = (self.service("transform"), self.service("audit"))
         for svc in both:
             harness.wait_until(lambda: any(e.get("msg", "").startswith("MongoDB reachable")
-                                           for e in events(svc)), timeout=20,
+                                           for e in svc.events()), timeout=20,
                                what=f"{svc.name} up")
         return both
 

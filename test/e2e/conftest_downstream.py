@@ -53,21 +53,6 @@ class Downstream(harness.Service):
                 "--fetch-wait=100ms", f"--ack-wait={ack_wait}"]
         super().__init__(name, args + list(extra))
 
-    def events(self, msg=None):
-        """The JSON log lines (optionally only those whose msg starts so)."""
-        out = []
-        for line in self.log().splitlines():
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if msg is None or str(ev.get("msg", "")).startswith(msg):
-                out.append(ev)
-        return out
-
     def final_stats(self):
         """The counters of the "stopped" line written on a clean exit."""
         ev = self.events("stopped")

@@ -7,6 +7,7 @@ SQLite, and Service runs one of the Sluice binaries.
 """
 
 import atexit
+import json
 import os
 import pathlib
 import re
@@ -184,6 +185,22 @@ class Proc:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def events(self, msg=None):
+        """The JSON lines of the log (optionally only those whose msg starts
+        with msg), parsed."""
+        out = []
+        for line in self.log().splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if msg is None or str(ev.get("msg", "")).startswith(msg):
+                out.append(ev)
+        return out
 
 
 class NatsServer(Proc):

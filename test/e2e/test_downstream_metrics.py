@@ -92,12 +92,9 @@ def test_record_events_logged_with_id_and_sequence(pb, ingest, downstream, mongo
     wait_count(mongo.audit, 5)
     want = {(a.id, a.sequence) for a in acks}
 
-    ingest_events = [json.loads(line) for line in ingest.log().splitlines()
-                     if line.startswith("{")]
-    assert {(e["id"], e["stream_seq"]) for e in ingest_events
-            if e["msg"] == "record stored"} == want
-    assert all(e["service"] == "sluice-ingest" and e["level"] == "debug"
-               for e in ingest_events if e["msg"] == "record stored")
+    stored = [e for e in ingest.events("record stored") if e["msg"] == "record stored"]
+    assert {(e["id"], e["stream_seq"]) for e in stored} == want
+    assert all(e["service"] == "sluice-ingest" and e["level"] == "debug" for e in stored)
     for svc in (transform, audit):
         harness.wait_until(lambda: len(svc.events("record stored")) == 5,
                            what=f"{svc.name} logged every record")
