@@ -40,7 +40,6 @@
 #include "sl_signal.h"
 #include "sl_time.h"
 
-#define SUBJECTS "sluice.rec.>"
 #define NAME_MAX_LEN 96
 #define ERROR_LEN 512
 #define BACKOFF_STEPS 5
@@ -1004,7 +1003,7 @@ static bool nats_open(sl_consumer *c, char *err, size_t errlen)
         .url = c->set->nats_url,
         .client_name = c->cfg.service,
         .stream = c->set->stream,
-        .subjects = SUBJECTS,
+        .subjects = SL_STREAM_SUBJECTS,
         .replicas = 1,
         .max_age_ms = 0,
         .max_bytes = -1,

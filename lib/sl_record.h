@@ -24,6 +24,7 @@
 #define SL_RECORD_TYPE_MAX 128
 #define SL_UUID_LEN 37 /* 36 characters and the terminator */
 #define SL_SUBJECT_PREFIX "sluice.rec."
+#define SL_STREAM_SUBJECTS SL_SUBJECT_PREFIX ">" /* what the stream holds */
 
 #define SL_HDR_MSG_ID "Nats-Msg-Id"
 #define SL_HDR_TYPE "Sluice-Type"

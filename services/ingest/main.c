@@ -21,6 +21,7 @@
 #include "sl_js.h"
 #include "sl_log.h"
 #include "sl_metrics.h"
+#include "sl_record.h"
 
 typedef struct settings {
     const char *listen;
@@ -198,7 +199,7 @@ static int start(process *p)
         .url = cfg.nats_url,
         .client_name = "sluice-ingest",
         .stream = cfg.stream,
-        .subjects = "sluice.rec.>",
+        .subjects = SL_STREAM_SUBJECTS,
         .replicas = cfg.replicas,
         .max_age_ms = cfg.max_age_ms,
         .max_bytes = cfg.max_bytes,
