@@ -174,10 +174,14 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
         const char *env = o->env ? getenv(o->env) : NULL;
         if (o->def != NULL && !assign(o, o->def, "default", err, errlen))
             return SL_CONFIG_ERROR;
+        if (o->given != NULL)
+            *o->given = false;
         if (env != NULL && *env != '\0') {
             snprintf(source, sizeof(source), "%s", o->env);
             if (!assign(o, env, source, err, errlen))
                 return SL_CONFIG_ERROR;
+            if (o->given != NULL)
+                *o->given = true;
         }
     }
 
@@ -205,6 +209,8 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
             snprintf(source, sizeof(source), "--%s", opts[idx].name);
             if (!assign(&opts[idx], optarg, source, err, errlen))
                 res = SL_CONFIG_ERROR;
+            else if (opts[idx].given != NULL)
+                *opts[idx].given = true;
         } else {
             snprintf(err, errlen, "unknown or incomplete option \"%s\" (see --help)",
                      argv[optind - 1]);

@@ -38,6 +38,7 @@ typedef struct sl_option {
     const char *help;
     void *dst;
     int64_t min, max; /* inclusive bounds for numbers; max 0 = no upper bound */
+    bool *given;      /* optional: set true when a flag or the environment gave the value */
 } sl_option;
 
 typedef enum sl_config_result {

@@ -35,6 +35,7 @@
 #include "sl_js.h"
 #include "sl_http.h"
 #include "sl_log.h"
+#include "sl_nats.h"
 #include "sl_pull.h"
 #include "sl_record.h"
 #include "sl_signal.h"
@@ -129,7 +130,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "NATS server URL(s), comma-separated",
                          &s->nats_url,
                          0,
-                         0};
+                         0,
+                         NULL};
     o[i++] = (sl_option){"mongodb-uri",
                          "MONGODB_URI",
                          SL_OPT_STRING,
@@ -137,7 +139,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "MongoDB URI; the database is its path",
                          &s->mongodb_uri,
                          0,
-                         0};
+                         0,
+                         NULL};
     o[i++] = (sl_option){"stream",
                          "SLUICE_STREAM",
                          SL_OPT_STRING,
@@ -145,7 +148,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "JetStream stream to read",
                          &s->stream,
                          0,
-                         0};
+                         0,
+                         NULL};
     o[i++] = (sl_option){"consumer",
                          "SLUICE_CONSUMER",
                          SL_OPT_STRING,
@@ -153,7 +157,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "durable consumer, shared by all replicas",
                          &s->consumer,
                          0,
-                         0};
+                         0,
+                         NULL};
     o[i++] = (sl_option){"batch-size",
                          "SLUICE_BATCH_SIZE",
                          SL_OPT_INT,
@@ -161,7 +166,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "messages per fetch and per bulk write",
                          &s->batch_size,
                          1,
-                         1000};
+                         1000,
+                         NULL};
     o[i++] = (sl_option){"fetch-wait",
                          "SLUICE_FETCH_WAIT",
                          SL_OPT_DURATION,
@@ -169,7 +175,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "longest wait for a batch to fill",
                          &s->fetch_wait_ms,
                          1,
-                         60000};
+                         60000,
+                         NULL};
     o[i++] = (sl_option){"ack-wait",
                          "SLUICE_ACK_WAIT",
                          SL_OPT_DURATION,
@@ -177,7 +184,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "redelivery when unacknowledged this long (doubles per delivery)",
                          &s->ack_wait_ms,
                          1000,
-                         3600000};
+                         3600000,
+                         NULL};
     o[i++] = (sl_option){"max-deliver",
                          "SLUICE_MAX_DELIVER",
                          SL_OPT_INT,
@@ -185,7 +193,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "deliveries before a failing message goes to " SL_DLQ_STREAM,
                          &s->max_deliver,
                          1,
-                         1000};
+                         1000,
+                         NULL};
     o[i++] = (sl_option){"replay-from-seq",
                          "SLUICE_REPLAY_FROM_SEQ",
                          SL_OPT_INT,
@@ -193,7 +202,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "replay on a new consumer from this stream sequence (0: off)",
                          &s->replay_from_seq,
                          0,
-                         0};
+                         0,
+                         NULL};
     o[i++] = (sl_option){"replay-from-time",
                          "SLUICE_REPLAY_FROM_TIME",
                          SL_OPT_STRING,
@@ -201,7 +211,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "replay on a new consumer from this RFC 3339 time (empty: off)",
                          &s->replay_from_time,
                          0,
-                         0};
+                         0,
+                         NULL};
     o[i++] = (sl_option){"metrics-listen",
                          "SLUICE_METRICS_LISTEN",
                          SL_OPT_STRING,
@@ -209,7 +220,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "HTTP address for /metrics, /healthz, /readyz",
                          &s->metrics_listen,
                          0,
-                         0};
+                         0,
+                         NULL};
     o[i++] = (sl_option){"log-level",
                          "SLUICE_LOG_LEVEL",
                          SL_OPT_STRING,
@@ -217,7 +229,8 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
                          "debug, info, warn or error",
                          &s->log_level,
                          0,
-                         0};
+                         0,
+                         NULL};
     /* clang-format on */
 }
 
@@ -228,13 +241,26 @@ static bool js_name_valid(const char *name, size_t max)
     return n > 0 && n <= max && strpbrk(name, " \t\r\n.*>/\\") == NULL;
 }
 
+static bool nats_url_check(const char *url, char *err, size_t errlen)
+{
+    sl_nats_servers servers;
+    char why[512];
+
+    if (!sl_nats_servers_parse(url, &servers, why, sizeof(why))) {
+        snprintf(err, errlen, "invalid --nats-url: %s", why);
+        return false;
+    }
+    sl_nats_servers_free(&servers);
+    return true;
+}
+
 bool sl_consumer_settings_check(sl_consumer_settings *s, char *err, size_t errlen)
 {
     sl_log_level level;
 
-    if (s->nats_url[0] == '\0')
-        snprintf(err, errlen, "invalid --nats-url: must not be empty");
-    else if (s->mongodb_uri[0] == '\0')
+    if (!nats_url_check(s->nats_url, err, errlen))
+        return false;
+    if (s->mongodb_uri[0] == '\0')
         snprintf(err, errlen, "invalid --mongodb-uri: must not be empty");
     else if (!sl_mongo_uri_check(s->mongodb_uri, err, errlen))
         return false;
@@ -1002,19 +1028,17 @@ static bool nats_open(sl_consumer *c, char *err, size_t errlen)
     sl_js_config jc = {
         .url = c->set->nats_url,
         .client_name = c->cfg.service,
-        .stream = c->set->stream,
-        .subjects = SL_STREAM_SUBJECTS,
-        .replicas = 1,
-        .max_age_ms = 0,
-        .max_bytes = -1,
-        .duplicate_window_ms = 0,
+        .stream = {.name = c->set->stream, .subjects = SL_STREAM_SUBJECTS},
         .provision = false,
     };
     natsStatus s = sl_js_open(&c->js, &jc, 1);
+    char shown[1024];
 
-    if (s != NATS_OK)
-        snprintf(err, errlen, "cannot use NATS at %s: %s", c->set->nats_url, natsStatus_GetText(s));
-    return s == NATS_OK;
+    if (s == NATS_OK)
+        return true;
+    sl_nats_url_redact(c->set->nats_url, shown, sizeof(shown));
+    snprintf(err, errlen, "cannot use NATS at %s: %s", shown, natsStatus_GetText(s));
+    return false;
 }
 
 /* Nothing is in flight whenever the loop pauses or binds: a fetch that

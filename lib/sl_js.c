@@ -13,6 +13,7 @@
 
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
+#include "sl_nats.h"
 #include "sl_time.h"
 
 struct sl_js {
@@ -25,7 +26,7 @@ struct sl_js {
     pthread_t provisioner;
     bool stopping;
     bool stream_ok;
-    bool missing_reported; /* provisioner thread only */
+    sl_stream_state stream_state; /* provisioner thread only */
     bool kick; /* provision again: set on (re)connect */
     bool closed; /* cnats' last callback has run */
 
@@ -80,6 +81,15 @@ static void ack_error(sl_js_ack *ack, const jsPubAckErr *pae, char *buf, size_t 
     } else if (pae->ErrCode == JSStreamMessageExceedsMaximumErr) {
         ack->code = SL_GRPC_RESOURCE_EXHAUSTED;
         snprintf(buf, len, "record exceeds the stream's maximum message size");
+    } else if (pae->ErrCode == JSStreamStoreFailedErr && pae->ErrText != NULL &&
+               strstr(pae->ErrText, "exceeded") != NULL) {
+        /* discard new: "maximum messages/bytes exceeded" */
+        ack->code = SL_GRPC_RESOURCE_EXHAUSTED;
+        snprintf(buf, len, "stream is full (%s); not stored, retry later with the same id",
+                 pae->ErrText);
+    } else if (pae->ErrCode == JSStreamNotMatchErr) {
+        snprintf(buf, len, "the stream's subjects are taken by another stream: not stored "
+                 "(an operator must fix the stream configuration)");
     } else {
         snprintf(buf, len, "JetStream publish failed: %s (error %d)",
                  pae->ErrText ? pae->ErrText : natsStatus_GetText(pae->Err), (int)pae->ErrCode);
@@ -99,7 +109,14 @@ static void on_puback(jsCtx *ctx, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 
     (void)ctx;
     if (p != NULL) {
-        if (pa != NULL) {
+        if (pa != NULL && (pa->Stream == NULL || strcmp(pa->Stream, js->cfg.stream.name) != 0)) {
+            /* The server checks the expected stream; this only guards
+             * against a server that ignores the header. */
+            ack.code = SL_GRPC_INTERNAL;
+            snprintf(err, sizeof(err), "stored by stream %s, not %s",
+                     pa->Stream ? pa->Stream : "(none)", js->cfg.stream.name);
+            ack.error = err;
+        } else if (pa != NULL) {
             ack.stream = pa->Stream;
             ack.sequence = pa->Sequence;
             ack.duplicate = pa->Duplicate;
@@ -126,6 +143,9 @@ int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
     }
     jsPubOptions_Init(&po);
     po.MaxWait = timeout_ms > 0 ? timeout_ms : 1;
+    /* Only our stream may store it: a PubAck from any other stream that
+     * captured the subject would be an OK for a record no consumer reads. */
+    po.ExpectStream = js->cfg.stream.name;
     p->msg = msg;
     p->cb = cb;
     p->closure = closure;
@@ -142,95 +162,10 @@ int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
 
 /* ---- stream provisioning ------------------------------------------------ */
 
-static void report_difference(sl_js *js, const char *field, int64_t want, int64_t have)
-{
-    bson_t *f = sl_log_begin(SL_LOG_WARN, "stream exists with other settings; keeping them");
-    if (f == NULL)
-        return;
-    BSON_APPEND_UTF8(f, "stream", js->cfg.stream);
-    BSON_APPEND_UTF8(f, "setting", field);
-    BSON_APPEND_INT64(f, "configured", want);
-    BSON_APPEND_INT64(f, "existing", have);
-    sl_log_end(f);
-}
-
-static void compare_stream(sl_js *js, const jsStreamConfig *have)
-{
-    const sl_js_config *c = &js->cfg;
-    bool subjects_match = have->SubjectsLen == 1 && strcmp(have->Subjects[0], c->subjects) == 0;
-
-    if (!subjects_match)
-        sl_log(SL_LOG_WARN, "stream %s exists with other subjects (first: %s); keeping them",
-               c->stream, have->SubjectsLen > 0 ? have->Subjects[0] : "none");
-    if (have->Storage != js_FileStorage)
-        report_difference(js, "storage_is_file", 1, 0);
-    if (have->Replicas != c->replicas)
-        report_difference(js, "replicas", c->replicas, have->Replicas);
-    if (have->Duplicates != c->duplicate_window_ms * 1000000)
-        report_difference(js, "duplicate_window_ms", c->duplicate_window_ms,
-                          have->Duplicates / 1000000);
-    if (have->MaxAge != c->max_age_ms * 1000000)
-        report_difference(js, "max_age_ms", c->max_age_ms, have->MaxAge / 1000000);
-    if (have->MaxBytes != c->max_bytes)
-        report_difference(js, "max_bytes", c->max_bytes, have->MaxBytes);
-}
-
-static natsStatus create_stream(sl_js *js)
-{
-    jsStreamConfig sc;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    const char *subjects[1] = {js->cfg.subjects};
-    natsStatus s;
-
-    jsStreamConfig_Init(&sc);
-    sc.Name = js->cfg.stream;
-    sc.Subjects = subjects;
-    sc.SubjectsLen = 1;
-    sc.Storage = js_FileStorage;
-    sc.Retention = js_LimitsPolicy;
-    sc.Discard = js_DiscardOld;
-    sc.Replicas = js->cfg.replicas;
-    sc.Duplicates = js->cfg.duplicate_window_ms * 1000000;
-    sc.MaxAge = js->cfg.max_age_ms * 1000000;
-    sc.MaxBytes = js->cfg.max_bytes;
-    s = js_AddStream(&si, js->ctx, &sc, NULL, &jerr);
-    if (s == NATS_OK)
-        sl_log(SL_LOG_INFO, "created stream %s (subjects %s, replicas %lld)", js->cfg.stream,
-               js->cfg.subjects, (long long)js->cfg.replicas);
-    else
-        sl_log(SL_LOG_WARN, "creating stream %s failed: %s (error %d)", js->cfg.stream,
-               nats_GetLastError(NULL), (int)jerr);
-    jsStreamInfo_Destroy(si);
-    return s;
-}
-
 static bool ensure_stream(sl_js *js)
 {
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetStreamInfo(&si, js->ctx, js->cfg.stream, NULL, &jerr);
-
-    if (s == NATS_OK) {
-        /* Only the owner of the stream's settings reports how they differ. */
-        if (js->cfg.provision)
-            compare_stream(js, si->Config);
-        jsStreamInfo_Destroy(si);
-        js->missing_reported = false;
-        return true;
-    }
-    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
-        if (!js->cfg.provision) {
-            if (!js->missing_reported)
-                sl_log(SL_LOG_WARN, "stream %s does not exist (yet); waiting for it",
-                       js->cfg.stream);
-            js->missing_reported = true;
-            return false;
-        }
-        return create_stream(js) == NATS_OK;
-    }
-    sl_log(SL_LOG_WARN, "reading stream %s failed: %s", js->cfg.stream, natsStatus_GetText(s));
-    return false;
+    return sl_stream_ensure(js->ctx, &js->cfg.stream, js->cfg.provision, &js->stream_state) ==
+           SL_STREAM_READY;
 }
 
 static void *provision_loop(void *arg)
@@ -267,10 +202,18 @@ static void kick_provisioner(sl_js *js, bool lost_stream)
 /* ---- connection --------------------------------------------------------- */
 
 /* cnats' callback thread. */
+static void log_server(natsConnection *nc, const char *what)
+{
+    char url[256], shown[256];
+    if (natsConnection_GetConnectedUrl(nc, url, sizeof(url)) != NATS_OK)
+        url[0] = '\0';
+    sl_nats_url_redact(url, shown, sizeof(shown));
+    sl_log(SL_LOG_INFO, "%s NATS at %s", what, shown);
+}
+
 static void on_connected(natsConnection *nc, void *closure)
 {
-    (void)nc;
-    sl_log(SL_LOG_INFO, "connected to NATS");
+    log_server(nc, "connected to");
     kick_provisioner(closure, false);
 }
 
@@ -301,8 +244,7 @@ static void on_closed(natsConnection *nc, void *closure)
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
-    (void)nc;
-    sl_log(SL_LOG_INFO, "reconnected to NATS");
+    log_server(nc, "reconnected to");
     kick_provisioner(closure, true);
 }
 
@@ -312,7 +254,7 @@ static natsStatus connect_nats(sl_js *js)
     natsStatus s = natsOptions_Create(&opts);
 
     if (s == NATS_OK)
-        s = natsOptions_SetURL(opts, js->cfg.url);
+        s = sl_nats_options_set_servers(opts, js->cfg.url);
     if (s == NATS_OK)
         s = natsOptions_SetName(opts, js->cfg.client_name);
     if (s == NATS_OK)
@@ -333,9 +275,13 @@ static natsStatus connect_nats(sl_js *js)
         s = natsOptions_SetClosedCB(opts, on_closed, js);
     if (s == NATS_OK) {
         s = natsConnection_Connect(&js->nc, opts);
+        if (s == NATS_OK)
+            log_server(js->nc, "connected to");
         if (s == NATS_NOT_YET_CONNECTED) {
+            char shown[1024];
+            sl_nats_url_redact(js->cfg.url, shown, sizeof(shown));
             sl_log(SL_LOG_WARN, "NATS at %s not reachable yet; retrying in the background",
-                   js->cfg.url);
+                   shown);
             s = NATS_OK;
         }
     }

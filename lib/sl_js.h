@@ -11,10 +11,11 @@
  * back the original natsMsg with each PubAck, so sl_js keeps a small hash
  * table from message to pending record.
  *
- * Provisioning. A background thread creates the stream when it is missing
- * and, when it exists with other settings, logs each difference and keeps it
- * as it is. It runs again after each reconnect, so a server that came back
- * empty gets its stream again. sl_js_ready says whether publishing can
+ * Provisioning. A background thread runs sl_stream_ensure: it creates the
+ * stream when it is missing and brings the settings the operator chose to an
+ * existing one (see sl_stream.h). It runs again after each reconnect and
+ * whenever a publish finds no stream, so a server that came back empty gets
+ * its stream again. sl_js_ready says whether publishing can
  * succeed now (connected, stream present): the health check's answer. */
 #ifndef SL_JS_H
 #define SL_JS_H
@@ -24,18 +25,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sl_stream.h"
+
 typedef struct sl_js sl_js;
 
 typedef struct sl_js_config {
-    const char *url;            /* NATS_URL */
-    const char *client_name;    /* shown by the server, e.g. "sluice-ingest" */
-    const char *stream;         /* "SLUICE" */
-    const char *subjects;       /* "sluice.rec.>" */
-    int64_t replicas;           /* 1, or 3 on a cluster */
-    int64_t max_age_ms;         /* 0: unlimited */
-    int64_t max_bytes;          /* -1: unlimited */
-    int64_t duplicate_window_ms;
-    bool provision;             /* create the stream when missing */
+    const char *url;         /* NATS_URL: one URL or a comma-separated list */
+    const char *client_name; /* shown by the server, e.g. "sluice-ingest" */
+    sl_stream_config stream; /* the record stream (only name matters without provision) */
+    bool provision;          /* create the stream when missing, update its settings */
 } sl_js_config;
 
 /* The outcome of one publish. code is 0 or a gRPC status code; error explains

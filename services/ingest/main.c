@@ -21,6 +21,7 @@
 #include "sl_js.h"
 #include "sl_log.h"
 #include "sl_metrics.h"
+#include "sl_nats.h"
 #include "sl_record.h"
 
 typedef struct settings {
@@ -41,46 +42,59 @@ typedef struct settings {
     int64_t max_payload_bytes;
     int64_t max_message_bytes;
     int64_t shutdown_grace_ms;
+    bool discard_new;
+    /* which stream settings a flag or the environment gave (sl_stream.h) */
+    bool given_replicas, given_max_age, given_max_bytes, given_duplicates, given_discard;
 } settings;
 
 static settings cfg;
 
+/* 100 years: durations in nanoseconds stay far from overflow. */
+#define MAX_DURATION_MS (36500LL * 86400000LL)
+
 static const sl_option options[] = {
-    {"listen", "SLUICE_LISTEN", SL_OPT_STRING, "0.0.0.0:50051", "gRPC listen address", &cfg.listen, 0, 0},
+    {"listen", "SLUICE_LISTEN", SL_OPT_STRING, "0.0.0.0:50051", "gRPC listen address", &cfg.listen, 0, 0, NULL},
     {"metrics-listen", "SLUICE_METRICS_LISTEN", SL_OPT_STRING, "0.0.0.0:9090",
-     "HTTP address for /metrics, /healthz, /readyz (empty: off)", &cfg.metrics_listen, 0, 0},
+     "HTTP address for /metrics, /healthz, /readyz (empty: off)", &cfg.metrics_listen, 0, 0, NULL},
     {"nats-url", "NATS_URL", SL_OPT_STRING, "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated",
-     &cfg.nats_url, 0, 0},
-    {"stream", "SLUICE_STREAM", SL_OPT_STRING, "SLUICE", "JetStream stream name", &cfg.stream, 0, 0},
+     &cfg.nats_url, 0, 0, NULL},
+    {"stream", "SLUICE_STREAM", SL_OPT_STRING, "SLUICE", "JetStream stream name", &cfg.stream, 0, 0, NULL},
     {"stream-replicas", "SLUICE_STREAM_REPLICAS", SL_OPT_INT, "1",
-     "stream replicas when creating it (3 on a cluster)", &cfg.replicas, 1, 5},
+     "stream replicas (3 on a cluster); when given, applied to an existing stream too",
+     &cfg.replicas, 1, 5, &cfg.given_replicas},
     {"stream-max-age", "SLUICE_STREAM_MAX_AGE", SL_OPT_DURATION, "7d",
-     "stream retention by age (0: unlimited)", &cfg.max_age_ms, 0, 0},
+     "stream retention by age (0: unlimited)", &cfg.max_age_ms, 0, MAX_DURATION_MS,
+     &cfg.given_max_age},
     {"stream-max-bytes", "SLUICE_STREAM_MAX_BYTES", SL_OPT_SIZE, "-1",
-     "stream retention by size (-1: unlimited)", &cfg.max_bytes, -1, INT64_MAX},
+     "stream retention by size (-1: unlimited)", &cfg.max_bytes, -1, INT64_MAX,
+     &cfg.given_max_bytes},
+    {"stream-discard-new", "SLUICE_STREAM_DISCARD_NEW", SL_OPT_BOOL, "false",
+     "a full stream refuses records (RESOURCE_EXHAUSTED) instead of dropping the oldest",
+     &cfg.discard_new, 0, 0, &cfg.given_discard},
     {"duplicate-window", "SLUICE_DUPLICATE_WINDOW", SL_OPT_DURATION, "2m",
-     "window in which a repeated record id is stored once", &cfg.duplicate_window_ms, 1, 0},
+     "window in which a repeated record id is stored once", &cfg.duplicate_window_ms, 1,
+     MAX_DURATION_MS, &cfg.given_duplicates},
     {"publish-timeout", "SLUICE_PUBLISH_TIMEOUT", SL_OPT_DURATION, "5s",
      "UNAVAILABLE when JetStream has not acknowledged by then", &cfg.publish_timeout_ms, 1,
-     3600000},
+     3600000, NULL},
     {"max-in-flight", "SLUICE_MAX_IN_FLIGHT", SL_OPT_INT, "16384",
      "records published and not yet acknowledged, all calls together", &cfg.max_in_flight, 1,
-     10000000},
+     10000000, NULL},
     {"stream-window", "SLUICE_STREAM_WINDOW", SL_OPT_INT, "1024",
-     "records in flight per IngestStream call", &cfg.stream_window, 1, 1000000},
+     "records in flight per IngestStream call", &cfg.stream_window, 1, 1000000, NULL},
     {"max-batch", "SLUICE_MAX_BATCH", SL_OPT_INT, "1000", "records per IngestBatch call",
-     &cfg.max_batch, 1, 1000000},
+     &cfg.max_batch, 1, 1000000, NULL},
     {"max-payload-bytes", "SLUICE_MAX_PAYLOAD_BYTES", SL_OPT_SIZE, "1MiB",
-     "largest Record.payload", &cfg.max_payload_bytes, 1, 64 << 20},
+     "largest Record.payload", &cfg.max_payload_bytes, 1, 64 << 20, NULL},
     {"max-message-bytes", "SLUICE_MAX_MESSAGE_BYTES", SL_OPT_SIZE, "16MiB",
-     "largest gRPC request message", &cfg.max_message_bytes, 1024, 1 << 30},
+     "largest gRPC request message", &cfg.max_message_bytes, 1024, 1 << 30, NULL},
     {"threads", "SLUICE_THREADS", SL_OPT_INT, "0", "gRPC worker threads (0: one per core)",
-     &cfg.threads, 0, 1024},
+     &cfg.threads, 0, 1024, NULL},
     {"shutdown-grace", "SLUICE_SHUTDOWN_GRACE", SL_OPT_DURATION, "10s",
-     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, 0},
+     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, 0, NULL},
     {"log-level", "SLUICE_LOG_LEVEL", SL_OPT_STRING, "info", "debug, info, warn or error",
-     &cfg.log_level, 0, 0},
-    {NULL, NULL, 0, NULL, NULL, NULL, 0, 0}};
+     &cfg.log_level, 0, 0, NULL},
+    {0}};
 
 static const char usage[] =
     "Usage: sluice-ingest [options]\n"
@@ -95,7 +109,8 @@ static int fail(const char *line)
 
 static int configure(int argc, char **argv, sl_log_level *level)
 {
-    char err[512];
+    sl_nats_servers servers;
+    char err[512], why[512], line[600];
     switch (sl_config_parse(options, argc, argv, usage, err, sizeof(err))) {
     case SL_CONFIG_HELP:
         exit(0);
@@ -106,8 +121,11 @@ static int configure(int argc, char **argv, sl_log_level *level)
     }
     if (!sl_log_level_parse(cfg.log_level, level))
         return fail("invalid --log-level: expected debug, info, warn or error");
-    if (cfg.nats_url[0] == '\0')
-        return fail("invalid --nats-url: must not be empty");
+    if (!sl_nats_servers_parse(cfg.nats_url, &servers, why, sizeof(why))) {
+        snprintf(line, sizeof(line), "invalid --nats-url: %s", why);
+        return fail(line);
+    }
+    sl_nats_servers_free(&servers);
     if (cfg.stream[0] == '\0' || strpbrk(cfg.stream, " .*>") != NULL)
         return fail("invalid --stream: a JetStream stream name has no spaces, '.', '*' or '>'");
     if (cfg.threads == 0)
@@ -192,18 +210,32 @@ static void stop(process *p, int64_t grace_ms)
     sl_metrics_free_all();
 }
 
+static unsigned stream_given(void)
+{
+    return (cfg.given_replicas ? SL_STREAM_GIVEN_REPLICAS : 0) |
+           (cfg.given_max_age ? SL_STREAM_GIVEN_MAX_AGE : 0) |
+           (cfg.given_max_bytes ? SL_STREAM_GIVEN_MAX_BYTES : 0) |
+           (cfg.given_duplicates ? SL_STREAM_GIVEN_DUPLICATES : 0) |
+           (cfg.given_discard ? SL_STREAM_GIVEN_DISCARD : 0);
+}
+
 /* Binds the HTTP endpoint and the gRPC port and connects to NATS. */
 static int start(process *p)
 {
     sl_js_config jc = {
         .url = cfg.nats_url,
         .client_name = "sluice-ingest",
-        .stream = cfg.stream,
-        .subjects = SL_STREAM_SUBJECTS,
-        .replicas = cfg.replicas,
-        .max_age_ms = cfg.max_age_ms,
-        .max_bytes = cfg.max_bytes,
-        .duplicate_window_ms = cfg.duplicate_window_ms,
+        .stream =
+            {
+                .name = cfg.stream,
+                .subjects = SL_STREAM_SUBJECTS,
+                .replicas = cfg.replicas,
+                .max_age_ms = cfg.max_age_ms,
+                .max_bytes = cfg.max_bytes,
+                .duplicate_window_ms = cfg.duplicate_window_ms,
+                .discard_new = cfg.discard_new,
+                .given = stream_given(),
+            },
         .provision = true,
     };
     sl_grpc_server_config gc = {cfg.listen, (int)cfg.threads, cfg.max_message_bytes};
@@ -221,8 +253,9 @@ static int start(process *p)
         return fail(err);
     s = sl_js_open(&p->js, &jc, (size_t)cfg.max_in_flight);
     if (s != NATS_OK) {
-        snprintf(err, sizeof(err), "cannot use NATS at %s: %s", cfg.nats_url,
-                 natsStatus_GetText(s));
+        char shown[200];
+        sl_nats_url_redact(cfg.nats_url, shown, sizeof(shown));
+        snprintf(err, sizeof(err), "cannot use NATS at %s: %s", shown, natsStatus_GetText(s));
         return fail(err);
     }
     p->sv.js = p->js;
@@ -237,6 +270,7 @@ static void serve(process *p, const sigset_t *signals)
 {
     ingest_config ic = {cfg.stream,        cfg.publish_timeout_ms, cfg.max_in_flight,
                         cfg.stream_window, cfg.max_batch,         {0}};
+    char nats[1024];
     int sig = 0;
 
     sl_record_limits_default(&ic.limits);
@@ -250,8 +284,9 @@ static void serve(process *p, const sigset_t *signals)
     p->sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
     p->sv.reflection = p->sv.index ? reflection_service_new(p->srv, p->sv.index) : NULL;
     sl_grpc_server_start(p->srv);
+    sl_nats_url_redact(cfg.nats_url, nats, sizeof(nats));
     sl_log(SL_LOG_INFO, "listening on %s (%lld threads), metrics on %s, NATS %s, stream %s",
-           cfg.listen, (long long)cfg.threads, cfg.metrics_listen, cfg.nats_url, cfg.stream);
+           cfg.listen, (long long)cfg.threads, cfg.metrics_listen, nats, cfg.stream);
 
     sigwait(signals, &sig);
     sl_log(SL_LOG_INFO, "%s received: draining (grace %lld ms)", strsignal(sig),

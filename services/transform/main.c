@@ -45,7 +45,7 @@ static void options_init(void)
     options[SL_CONSUMER_NOPTIONS] = (sl_option){
         "transform-rules", "SLUICE_TRANSFORM_RULES", SL_OPT_STRING, "",
         "JSON file: type pattern -> jq program (empty: store every payload as sent)",
-        &cfg.rules, 0, 0};
+        &cfg.rules, 0, 0, NULL};
     /* clang-format on */
 }
 

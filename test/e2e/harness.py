@@ -229,6 +229,126 @@ class NatsServer(Proc):
         return self.started(self.port)
 
 
+class ClusterNode(Proc):
+    """One member of a NatsCluster: nats-server with JetStream and a route
+    listener, restartable on the same ports and store."""
+
+    def __init__(self, name, port, cluster_port, routes, workdir):
+        super().__init__(name, [], workdir=workdir)
+        self.port = port
+        self.cluster_port = cluster_port
+        self.store = pathlib.Path(workdir) / "store"
+        conf = pathlib.Path(workdir) / "nats.conf"
+        route_list = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+        conf.write_text(
+            f"server_name: {name}\n"
+            f"listen: 127.0.0.1:{port}\n"
+            "max_payload: 8MB\n"
+            f"jetstream {{\n  store_dir: \"{self.store}\"\n  sync_interval: always\n}}\n"
+            f"cluster {{\n  name: sluice\n  listen: 127.0.0.1:{cluster_port}\n"
+            f"  routes: [{route_list}]\n}}\n")
+        self.argv = [str(TOOLS / "nats-server"), "-c", str(conf)]
+
+    @property
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self):
+        super().start()
+        return self.started(self.port)
+
+
+class NatsCluster:
+    """A JetStream cluster of n nats-server nodes on loopback (routes between
+    all of them, sync_interval always, as deploy/k8s runs it). url is the
+    comma-separated list of every member, as NATS_URL takes it."""
+
+    def __init__(self, n=3):
+        base = tempfile.mkdtemp(prefix="nats-cluster-", dir=scratch_dir())
+        ports = [free_port() for _ in range(n)]
+        cluster_ports = [free_port() for _ in range(n)]
+        self.nodes = []
+        for i in range(n):
+            workdir = pathlib.Path(base) / f"n{i}"
+            workdir.mkdir()
+            self.nodes.append(ClusterNode(f"n{i}", ports[i], cluster_ports[i],
+                                          cluster_ports, str(workdir)))
+
+    @property
+    def url(self):
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout=60):
+        for node in self.nodes:
+            node.start()
+        self.wait_jetstream(timeout)
+        return self
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+    def node(self, name):
+        return next(n for n in self.nodes if n.name == name)
+
+    def wait_jetstream(self, timeout=60):
+        """Until the cluster has a JetStream meta leader (streams can be
+        created)."""
+        def meta_leader():
+            for node in self.nodes:
+                if not node.running():
+                    continue
+                try:
+                    info = run_coro(_account_info(node.url))
+                except Exception:  # noqa: BLE001 - not ready yet
+                    continue
+                if info:
+                    return True
+            return False
+        wait_until(meta_leader, timeout=timeout, interval=0.25, what="JetStream meta leader")
+
+    def stream_leader(self, stream="SLUICE", timeout=30):
+        """The node that leads stream's replicas now."""
+        def leader():
+            for node in self.nodes:
+                if not node.running():
+                    continue
+                try:
+                    name = run_coro(_stream_leader(node.url, stream))
+                except Exception:  # noqa: BLE001 - election in progress
+                    continue
+                if name:
+                    return name
+            return None
+        return self.node(wait_until(leader, timeout=timeout, interval=0.2,
+                                    what=f"a leader for {stream}"))
+
+
+def run_coro(coro):
+    import asyncio
+    return asyncio.run(coro)
+
+
+async def _account_info(url):
+    import nats
+    nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+    try:
+        await nc.jetstream().account_info()
+        return True
+    finally:
+        await nc.close()
+
+
+async def _stream_leader(url, stream):
+    import nats
+    nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+    try:
+        info = await nc.jetstream().stream_info(stream)
+        return info.cluster.leader if info.cluster else None
+    finally:
+        await nc.close()
+
+
 class FerretDB(Proc):
     """FerretDB with its SQLite backend: the MongoDB wire protocol for tests."""
 

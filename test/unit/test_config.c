@@ -12,12 +12,12 @@ static int64_t s_timeout, s_bytes, s_count;
 static bool s_flag;
 
 static const sl_option opts[] = {
-    {"listen", "UT_LISTEN", SL_OPT_STRING, "0.0.0.0:1", "address", &s_listen, 0, 0},
-    {"timeout", "UT_TIMEOUT", SL_OPT_DURATION, "5s", "timeout", &s_timeout, 1, 0},
-    {"bytes", "UT_BYTES", SL_OPT_SIZE, "1MiB", "bytes", &s_bytes, -1, 0},
-    {"count", "UT_COUNT", SL_OPT_INT, "3", "count", &s_count, 1, 10},
-    {"flag", "UT_FLAG", SL_OPT_BOOL, "false", "flag", &s_flag, 0, 0},
-    {NULL, NULL, 0, NULL, NULL, NULL, 0, 0}};
+    {"listen", "UT_LISTEN", SL_OPT_STRING, "0.0.0.0:1", "address", &s_listen, 0, 0, NULL},
+    {"timeout", "UT_TIMEOUT", SL_OPT_DURATION, "5s", "timeout", &s_timeout, 1, 0, NULL},
+    {"bytes", "UT_BYTES", SL_OPT_SIZE, "1MiB", "bytes", &s_bytes, -1, 0, NULL},
+    {"count", "UT_COUNT", SL_OPT_INT, "3", "count", &s_count, 1, 10, NULL},
+    {"flag", "UT_FLAG", SL_OPT_BOOL, "false", "flag", &s_flag, 0, 0, NULL},
+    {0}};
 
 static sl_config_result parse(int argc, char **argv, char *err)
 {
