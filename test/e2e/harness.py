@@ -136,12 +136,14 @@ class Proc:
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"{name}-", dir=scratch_dir())
         self.log_path = pathlib.Path(self.workdir) / f"{name}.log"
         self.proc = None
+        self.paused = False
 
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                      env=self.env, cwd=self.workdir)
         log.close()
+        self.paused = False
         return self
 
     def started(self, *ports):
@@ -167,9 +169,20 @@ class Proc:
     def wait(self, timeout=30):
         return self.proc.wait(timeout=timeout)
 
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets open and answers nothing."""
+        self.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.send_signal(signal.SIGCONT)
+        self.paused = False
+
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if not self.running():
             return self.proc.returncode if self.proc else None
+        if self.paused and sig != signal.SIGKILL:
+            self.resume()
         self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=timeout)
@@ -180,17 +193,28 @@ class Proc:
     def kill(self):
         return self.stop(signal.SIGKILL)
 
-    def log(self):
+    def log(self, since=0):
+        """The log from byte offset since (a log_mark()) to its end."""
         try:
-            return self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
-    def events(self, msg=None):
+    def log_mark(self):
+        """Where the log ends now: events(since=mark) sees only what comes
+        after, e.g. the lines of a restarted process, not its predecessor's."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def events(self, msg=None, since=0):
         """The JSON lines of the log (optionally only those whose msg starts
-        with msg), parsed."""
+        with msg, and only after the log_mark() since), parsed."""
         out = []
-        for line in self.log().splitlines():
+        for line in self.log(since).splitlines():
             line = line.strip()
             if not line.startswith("{"):
                 continue
@@ -291,13 +315,15 @@ class NatsCluster:
     def node(self, name):
         return next(n for n in self.nodes if n.name == name)
 
+    def live_nodes(self):
+        """The members running and not paused: the ones that can answer."""
+        return [n for n in self.nodes if n.running() and not n.paused]
+
     def wait_jetstream(self, timeout=60):
         """Until the cluster has a JetStream meta leader (streams can be
         created)."""
         def meta_leader():
-            for node in self.nodes:
-                if not node.running():
-                    continue
+            for node in self.live_nodes():
                 try:
                     info = run_coro(_account_info(node.url))
                 except Exception:  # noqa: BLE001 - not ready yet
@@ -307,21 +333,39 @@ class NatsCluster:
             return False
         wait_until(meta_leader, timeout=timeout, interval=0.25, what="JetStream meta leader")
 
-    def stream_leader(self, stream="SLUICE", timeout=30):
-        """The node that leads stream's replicas now."""
+    def stream_leader(self, stream="SLUICE", timeout=30, other_than=None):
+        """The node that leads stream's replicas now (with other_than, a node
+        other than that one: the leader elected after it went away)."""
         def leader():
-            for node in self.nodes:
-                if not node.running():
-                    continue
-                try:
-                    name = run_coro(_stream_leader(node.url, stream))
-                except Exception:  # noqa: BLE001 - election in progress
-                    continue
-                if name:
-                    return name
+            info = self.stream_info(stream)
+            name = info.cluster.leader if info is not None and info.cluster else None
+            if name and (other_than is None or name != other_than.name):
+                return name
             return None
         return self.node(wait_until(leader, timeout=timeout, interval=0.2,
                                     what=f"a leader for {stream}"))
+
+    def stream_info(self, stream="SLUICE"):
+        """The stream's info as the first member that answers tells it; None
+        while none does (no quorum, election in progress)."""
+        for node in self.live_nodes():
+            try:
+                return run_coro(_stream_info(node.url, stream))
+            except Exception:  # noqa: BLE001 - not answering yet
+                continue
+        return None
+
+    def wait_stream_current(self, stream="SLUICE", timeout=60):
+        """Until stream has a leader and every other member is a replica that
+        is online and current: all replicas caught up, the cluster whole."""
+        def whole():
+            info = self.stream_info(stream)
+            if info is None or not info.cluster or not info.cluster.leader:
+                return False
+            replicas = info.cluster.replicas or []
+            return (len(replicas) == len(self.nodes) - 1 and
+                    all(r.current and not r.offline for r in replicas))
+        wait_until(whole, timeout=timeout, interval=0.25, what=f"{stream} replicas current")
 
 
 def run_coro(coro):
@@ -339,12 +383,11 @@ async def _account_info(url):
         await nc.close()
 
 
-async def _stream_leader(url, stream):
+async def _stream_info(url, stream):
     import nats
     nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
     try:
-        info = await nc.jetstream().stream_info(stream)
-        return info.cluster.leader if info.cluster else None
+        return await nc.jetstream(timeout=2).stream_info(stream)
     finally:
         await nc.close()
 
