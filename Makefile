@@ -1,7 +1,7 @@
 # The two commands a newcomer needs, and a few more.
 #   make up     run the whole pipeline locally (nats-server, FerretDB, the three services)
 #   make test   install what is missing, build, and run every test (also under ASan/UBSan)
-.PHONY: up test test-fast build bench demo k8s clean
+.PHONY: up test test-fast test-faults build bench demo k8s clean
 
 up:
 	bash scripts/run-local.sh
@@ -12,6 +12,10 @@ test:
 # Unit and end-to-end tests on the normal build only.
 test-fast:
 	SLUICE_TEST_SANITIZE=0 bash scripts/test.sh
+
+# The fault suite in full (docs/faults.md); make test runs its short form.
+test-faults:
+	bash scripts/test-faults.sh
 
 build:
 	bash scripts/setup.sh

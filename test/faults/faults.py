@@ -84,6 +84,32 @@ def leader_pause(stack, writers, rng):
     return f"paused leader {leader.name} {paused:.1f}s, {new.name} elected after {elected:.1f}s"
 
 
+def consumer_leader_kill(stack, writers, rng):
+    """kill -9 the member that leads a durable consumer's replicas (its
+    delivery and ack state; not always the stream's leader); restart it."""
+    name = rng.choice(["transform", "audit"])
+
+    def leader_of():
+        ci = stack.consumer_info(name)
+        return ci.cluster.leader if ci is not None and ci.cluster else None
+    first = harness.wait_until(leader_of, timeout=ELECTION_TIMEOUT, interval=0.2,
+                               what=f"a leader for consumer {name}")
+    node = stack.cluster.node(first)
+    stream_leader = stack.cluster.stream_leader(STREAM)
+    node.kill()
+
+    def other_leader():
+        now = leader_of()
+        return now if now and now != first else None
+    new = harness.wait_until(other_leader, timeout=ELECTION_TIMEOUT, interval=0.2,
+                             what=f"a new leader for consumer {name}")
+    wait_progress(writers, each=DOWN_PROGRESS, what="writers progressing on two nodes")
+    node.start()
+    recovered(stack, writers)
+    return f"killed {node.name}, leader of consumer {name} (stream leader {stream_leader.name}), " \
+           f"{new} elected"
+
+
 def follower_kill(stack, writers, rng):
     """kill -9 a replica that does not lead; restart it."""
     cluster = stack.cluster
@@ -94,6 +120,36 @@ def follower_kill(stack, writers, rng):
     follower.start()
     recovered(stack, writers)
     return f"killed follower {follower.name} (leader {leader.name})"
+
+
+def connected_node(svc):
+    """The cluster member svc last said it (re)connected to, from its log."""
+    ev = [e for e in svc.events() if e.get("msg", "").startswith(("connected to NATS at",
+                                                                 "reconnected to NATS at"))]
+    assert ev, f"{svc.name} never said where it connected\n{svc.log()[-2000:]}"
+    return int(ev[-1]["msg"].rsplit(":", 1)[1])
+
+
+def ingest_node_pause(stack, writers, rng):
+    """SIGSTOP the member a sluice-ingest is connected to: its TCP
+    connection stays open but nothing answers, as with a hung machine.
+    Ingest must notice (pings) and go to another member; the node is resumed
+    once it has."""
+    k = rng.randrange(len(stack.ingests))
+    ingest = stack.ingests[k]
+    port = connected_node(ingest)
+    node = next(n for n in stack.cluster.nodes if n.port == port)
+    mark = ingest.log_mark()
+    t0 = time.monotonic()
+    node.pause()
+    harness.wait_until(lambda: ingest.events("reconnected to NATS at", since=mark),
+                       timeout=60, interval=0.2, what=f"ingest{k} leaving the paused node")
+    away = time.monotonic() - t0
+    wait_progress(writers, each=DOWN_PROGRESS, what="writers progressing around the paused node")
+    node.resume()
+    paused = time.monotonic() - t0
+    recovered(stack, writers)
+    return f"paused {node.name} under ingest{k} {paused:.1f}s; ingest moved after {away:.1f}s"
 
 
 def nats_restart_all(stack, writers, rng):
@@ -188,5 +244,5 @@ def ferretdb_restart(stack, writers, rng):
 
 
 FAULTS = {f.__name__: f for f in (
-    leader_kill, leader_pause, follower_kill, ingest_kill, transform_kill, audit_kill,
-    ferretdb_restart, nats_restart_all, nats_kill_all)}
+    leader_kill, leader_pause, follower_kill, consumer_leader_kill, ingest_node_pause, ingest_kill, transform_kill,
+    audit_kill, ferretdb_restart, nats_restart_all, nats_kill_all)}

@@ -38,8 +38,7 @@ WRITERS = [("unary", 12), ("unary", 12), ("batch", 25), ("batch", 25),
            ("stream", 30), ("stream", 30)]
 GIVE_UP_S = 100.0      # per record; below the duplicate window (stack.py)
 DRAIN_TIMEOUT = 300
-SHORT = ["leader_kill", "follower_kill", "leader_pause", "ingest_kill", "transform_kill",
-         "audit_kill", "ferretdb_restart", "nats_restart_all"]
+SHORT = list(FAULTS)  # every fault once, in the order of docs/faults.md
 
 
 @dataclasses.dataclass
