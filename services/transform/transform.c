@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "sl_record.h"
+#include "sl_pattern.h"
 
 #define MAX_DEPTH 100
 #define MAX_RULES_BYTES (4 << 20)
@@ -26,48 +27,6 @@ struct transform_rules {
     size_t n;
     char jq_error[JQ_ERROR_LEN]; /* the first message jq reported while compiling */
 };
-
-/* ---- patterns ----------------------------------------------------------- */
-
-bool transform_pattern_valid(const char *p)
-{
-    size_t len;
-
-    if (p == NULL || *p == '\0')
-        return false;
-    for (;;) {
-        len = strcspn(p, ".");
-        if (len == 0 || strcspn(p, " \t\r\n") < len)
-            return false;
-        if (memchr(p, '*', len) != NULL && len != 1)
-            return false;
-        if (memchr(p, '>', len) != NULL)
-            return len == 1 && p[1] == '\0'; /* ">" only as the last token */
-        if (p[len] == '\0')
-            return true;
-        p += len + 1;
-    }
-}
-
-bool transform_pattern_match(const char *p, const char *t)
-{
-    for (;;) {
-        size_t pl = strcspn(p, "."), tl = strcspn(t, ".");
-
-        if (pl == 1 && p[0] == '>')
-            return tl > 0;
-        if (tl == 0)
-            return false;
-        if (!(pl == 1 && p[0] == '*') && (pl != tl || strncmp(p, t, pl) != 0))
-            return false;
-        p += pl;
-        t += tl;
-        if (*p == '\0' || *t == '\0')
-            return *p == '\0' && *t == '\0';
-        p++;
-        t++;
-    }
-}
 
 /* ---- loading ------------------------------------------------------------ */
 
@@ -110,7 +69,7 @@ static bool rule_add(transform_rules *r, const bson_iter_t *it, const char *orig
     const char *pattern = bson_iter_key(it);
     rule *ru = &r->rules[r->n];
 
-    if (!transform_pattern_valid(pattern)) {
+    if (!sl_pattern_valid(pattern)) {
         snprintf(err, errlen,
                  "rules file %s: \"%s\" is not a type pattern (dot-separated "
                  "tokens, \"*\" for one token, \">\" for the rest)",
@@ -245,7 +204,7 @@ size_t transform_rules_count(const transform_rules *r)
 static rule *rules_find(const transform_rules *r, const char *type)
 {
     for (size_t i = 0; i < r->n; i++) {
-        if (transform_pattern_match(r->rules[i].pattern, type))
+        if (sl_pattern_match(r->rules[i].pattern, type))
             return &r->rules[i];
     }
     return NULL;

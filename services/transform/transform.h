@@ -60,10 +60,6 @@ size_t transform_rules_count(const transform_rules *r);
 /* The pattern of the first rule matching type, or NULL (identity). */
 const char *transform_rules_match(const transform_rules *r, const char *type);
 
-/* NATS wildcard matching of a dot-separated type against a pattern. */
-bool transform_pattern_valid(const char *pattern);
-bool transform_pattern_match(const char *pattern, const char *type);
-
 /* Runs the rule for type on payload. On success *out is the resulting
  * object, which the caller frees with jv_free. */
 bool transform_apply(transform_rules *r, const char *type, const uint8_t *payload, size_t len,
