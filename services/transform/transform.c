@@ -1,7 +1,6 @@
 /* transform: see transform.h. */
 #include "transform.h"
 
-#include <errno.h>
 #include <float.h>
 #include <jq.h>
 #include <math.h>
@@ -10,6 +9,7 @@
 #include <string.h>
 
 #include "sl_record.h"
+#include "sl_file.h"
 #include "sl_pattern.h"
 
 #define MAX_DEPTH 100
@@ -142,42 +142,20 @@ transform_rules *transform_rules_parse(const char *json, size_t len, const char 
     return r;
 }
 
-static char *file_read(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "rules file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf = malloc(MAX_RULES_BYTES + 1);
-    *len = buf != NULL ? fread(buf, 1, MAX_RULES_BYTES + 1, f) : 0;
-    if (buf == NULL || ferror(f) || *len > MAX_RULES_BYTES) {
-        snprintf(err, errlen, "rules file %s: %s", path,
-                 buf == NULL ? "out of memory"
-                 : ferror(f) ? "read error"
-                             : "larger than 4 MiB");
-        free(buf);
-        buf = NULL;
-    } else {
-        buf[*len] = '\0';
-    }
-    fclose(f);
-    return buf;
-}
-
 transform_rules *transform_rules_load(const char *path, char *err, size_t errlen)
 {
+    char why[512];
     transform_rules *r;
     size_t len = 0;
     char *text;
 
     if (path == NULL || *path == '\0')
         return transform_rules_parse("{}", 2, "(none)", err, errlen);
-    text = file_read(path, &len, err, errlen);
-    if (text == NULL)
+    text = sl_file_read(path, MAX_RULES_BYTES, &len, why, sizeof(why));
+    if (text == NULL) {
+        snprintf(err, errlen, "rules file %s", why);
         return NULL;
+    }
     r = transform_rules_parse(text, len, path, err, errlen);
     free(text);
     return r;
