@@ -262,6 +262,12 @@ static bool claims_check(const sl_jwt *j, const bson_t *claims, int64_t now,
                  SL_PRINCIPAL_MAX - 1);
         return false;
     }
+    for (uint32_t i = 0; i < sublen; i++) {
+        if ((unsigned char)sub[i] < 0x20 || sub[i] == 0x7f) {
+            snprintf(why, whylen, "token subject (sub) holds control characters");
+            return false;
+        }
+    }
     memcpy(principal, sub, (size_t)sublen + 1);
     return true;
 }

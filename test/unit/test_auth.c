@@ -1,12 +1,14 @@
 /* Unit tests for the pieces of authentication and authorization that need
- * no server: API key files (sl_apikeys), the write policy (sl_policy), and
- * file change stamps (sl_file). */
+ * no server: API key files (sl_apikeys), the write policy (sl_policy), file
+ * change stamps (sl_file), and sl_auth putting them together (bearer
+ * metadata, refusals, reloading a changed policy or key file). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "sl_apikeys.h"
+#include "sl_auth.h"
 #include "sl_file.h"
 #include "sl_policy.h"
 #include "unit.h"
@@ -133,6 +135,111 @@ static void test_file_stamps(void)
     CHECK(!sl_file_changed(path, &st)); /* gone: keep what was loaded */
 }
 
+static void md_set(grpc_metadata_array *md, grpc_metadata *one, const char *key, const char *value)
+{
+    one->key = grpc_slice_from_static_string(key);
+    one->value = grpc_slice_from_static_string(value);
+    md->count = 1;
+    md->capacity = 1;
+    md->metadata = one;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_auth_bearer(void)
+{
+    grpc_metadata_array md = {0};
+    grpc_metadata one;
+    char tok[64];
+    bool malformed;
+
+    CHECK(!sl_auth_bearer(&md, tok, sizeof(tok), &malformed) && !malformed);
+    md_set(&md, &one, "authorization", "Bearer abc.def");
+    CHECK(sl_auth_bearer(&md, tok, sizeof(tok), &malformed));
+    CHECK_STR(tok, "abc.def");
+    md_set(&md, &one, "Authorization", "bearer xyz");
+    CHECK(sl_auth_bearer(&md, tok, sizeof(tok), &malformed));
+    CHECK_STR(tok, "xyz");
+    md_set(&md, &one, "authorization", "Basic dXNlcjpwYXNz");
+    CHECK(!sl_auth_bearer(&md, tok, sizeof(tok), &malformed) && malformed);
+    md_set(&md, &one, "authorization", "Bearer ");
+    CHECK(!sl_auth_bearer(&md, tok, sizeof(tok), &malformed) && malformed);
+    md_set(&md, &one, "x-other", "Bearer abc");
+    CHECK(!sl_auth_bearer(&md, tok, sizeof(tok), &malformed) && !malformed);
+}
+
+static void test_auth_keys_and_policy(void)
+{
+    char dirp[] = "/tmp/sl-auth-XXXXXX", keys[300], policy[300], h1[65], text[256];
+    char who[SL_PRINCIPAL_MAX], why[512];
+    grpc_metadata_array md = {0};
+    grpc_metadata one;
+    sl_auth *a;
+
+    CHECK(mkdtemp(dirp) != NULL);
+    snprintf(keys, sizeof(keys), "%s/keys", dirp);
+    snprintf(policy, sizeof(policy), "%s/policy.json", dirp);
+    hash_hex("k-billing", h1);
+    snprintf(text, sizeof(text), "billing-svc %s\n", h1);
+    write_file(keys, text);
+    write_file(policy, "{\"billing-svc\": [\"order.*\"]}");
+    sl_auth_config cfg = {"", "", "", "", keys, policy};
+    a = sl_auth_new(&cfg, err, sizeof(err));
+    CHECK(a != NULL && sl_auth_required(a) && sl_auth_has_policy(a));
+
+    CHECK(sl_auth_authenticate(a, NULL, &md, who, why, sizeof(why)) ==
+          GRPC_STATUS_UNAUTHENTICATED);
+    CHECK(strstr(why, "missing credentials") != NULL);
+    md_set(&md, &one, "authorization", "Bearer k-wrong");
+    CHECK(sl_auth_authenticate(a, NULL, &md, who, why, sizeof(why)) ==
+          GRPC_STATUS_UNAUTHENTICATED);
+    CHECK(strstr(why, "not a known API key") != NULL && strstr(why, "k-wrong") == NULL);
+    md_set(&md, &one, "authorization", "Bearer k-billing");
+    CHECK(sl_auth_authenticate(a, NULL, &md, who, why, sizeof(why)) == 0);
+    CHECK_STR(who, "billing-svc");
+    CHECK(sl_auth_authorize(a, who, "order.created", "record", why, sizeof(why)) == 0);
+    CHECK(sl_auth_authorize(a, who, "user.created", "records[2]", why, sizeof(why)) ==
+          GRPC_STATUS_PERMISSION_DENIED);
+    CHECK_STR(why, "records[2].type: principal \"billing-svc\" may not write records of type "
+                   "\"user.created\"");
+
+    /* The policy changes on disk: after at most a second, it applies. A
+     * broken version is ignored. */
+    write_file(policy, "{\"billing-svc\": [\"order.*\", \"user.>\"]}");
+    sleep(1);
+    usleep(100000);
+    CHECK(sl_auth_authorize(a, who, "user.created", "record", why, sizeof(why)) == 0);
+    write_file(policy, "{\"billing-svc\": [\"order.**\"]}");
+    sleep(1);
+    usleep(100000);
+    CHECK(sl_auth_authorize(a, who, "user.created", "record", why, sizeof(why)) == 0);
+    sl_auth_free(a);
+    unlink(keys);
+    unlink(policy);
+    rmdir(dirp);
+}
+
+static void test_auth_off(void)
+{
+    sl_auth_config cfg = {NULL, NULL, NULL, NULL, NULL, NULL};
+    grpc_metadata_array md = {0};
+    char who[SL_PRINCIPAL_MAX], why[256];
+    sl_auth *a = sl_auth_new(&cfg, err, sizeof(err));
+
+    CHECK(a != NULL && !sl_auth_required(a) && !sl_auth_has_policy(a));
+    CHECK(sl_auth_authenticate(a, NULL, &md, who, why, sizeof(why)) == 0 && who[0] == '\0');
+    CHECK(sl_auth_authorize(a, who, "any.type", "record", why, sizeof(why)) == 0);
+    sl_auth_free(a);
+    cfg.policy_file = "/nonexistent/policy.json";
+    CHECK(sl_auth_new(&cfg, err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "/nonexistent/policy.json") != NULL);
+}
+
 int main(void)
 {
     TEST(test_apikeys);
@@ -140,5 +247,8 @@ int main(void)
     TEST(test_policy);
     TEST(test_policy_errors);
     TEST(test_file_stamps);
+    TEST(test_auth_bearer);
+    TEST(test_auth_keys_and_policy);
+    TEST(test_auth_off);
     return UNIT_RESULT();
 }
