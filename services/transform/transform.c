@@ -441,6 +441,7 @@ static bool document_append(bson_t *doc, const sl_delivery *d, const Sluice__V1_
                             size_t errlen)
 {
     const char *traceparent = sl_delivery_header(d, SL_HDR_TRACEPARENT);
+    const char *principal = sl_delivery_header(d, SL_HDR_PRINCIPAL);
 
     BSON_APPEND_UTF8(doc, "_id", id);
     BSON_APPEND_UTF8(doc, "type", type);
@@ -452,6 +453,10 @@ static bool document_append(bson_t *doc, const sl_delivery *d, const Sluice__V1_
     append_time_or_null(doc, "event_time", rec->event_time);
     BSON_APPEND_DATE_TIME(doc, "received_at", sl_delivery_received_ns(d) / 1000000);
     BSON_APPEND_INT64(doc, "stream_seq", (int64_t)d->stream_seq);
+    if (principal != NULL && principal[0] != '\0')
+        BSON_APPEND_UTF8(doc, "principal", principal);
+    else
+        BSON_APPEND_NULL(doc, "principal");
     if (!transform_jv_append(doc, "data", data, err, errlen))
         return false;
     BSON_APPEND_DATE_TIME(doc, "transformed_at", now_ns / 1000000);

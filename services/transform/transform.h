@@ -24,7 +24,8 @@
  *
  * Documents. transform_document_build makes the `records` document:
  * {_id: record id, type, key, attributes, event_time, received_at,
- *  stream_seq, data, transformed_at, traceparent (when present)}.
+ *  stream_seq, principal, data, transformed_at, traceparent (when present)}.
+ * principal is the Sluice-Principal header (null without authentication).
  * Attribute keys are stored with '.' and a leading '$' replaced by their
  * full-width forms (U+FF0E, U+FF04), which both MongoDB and FerretDB accept.
  *

@@ -347,6 +347,7 @@ static void test_document_fields(void)
               "\"event_time\" : { \"$date\" : { \"$numberLong\" : \"1767225600250\" } }, "
               "\"received_at\" : { \"$date\" : { \"$numberLong\" : \"1767225601123\" } }, "
               "\"stream_seq\" : { \"$numberLong\" : \"42\" }, "
+              "\"principal\" : null, "
               "\"data\" : { \"total\" : { \"$numberInt\" : \"42\" } }, "
               "\"transformed_at\" : { \"$date\" : { \"$numberLong\" : \"1767225602000\" } }, "
               "\"traceparent\" : \"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\" }");
