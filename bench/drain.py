@@ -14,6 +14,11 @@ sync_interval: always, FerretDB on SQLite, sluice-ingest):
                insert_many, unordered, in batches of the same size, into
                scratch collections of the same FerretDB: the store's own rate
                for this work, which the services' rates are divided by;
+  3b. replicas  `audit` emptied again, then drained by 1, 2, ... replicas of
+               sluice-audit sharing one new durable consumer (--replicas):
+               how the rate grows with replicas until the store (or the
+               CPUs) is the bound; the consumer's MaxAckPending (2 x batch x
+               16) leaves every replica two batches;
   4. together  both collections emptied, both services replay the stream from
                sequence 1 at the same time (new consumers), as in production
                where both share one store;
@@ -34,6 +39,7 @@ consuming), both read from its own log lines; the services run with
 bench/results/drain.json.
 
 Usage: bench/drain.py [--records 20000] [--batch-size 256] [--lag-seconds 10]
+                      [--replicas 1,2,3,4]
        (SLUICE_BUILD_DIR selects the build, default build/)
 """
 
@@ -66,12 +72,20 @@ def parse_args():
     p.add_argument("--records", type=int, default=20000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lag-seconds", type=float, default=10.0)
+    p.add_argument("--replicas", default="1,2,3,4",
+                   help="replica counts for the scale-out phase, comma-separated")
     p.add_argument("--out", default=str(RESULTS / "drain.json"))
     a = p.parse_args()
     if not 1000 <= a.records <= 200000:
         p.error("--records must be between 1000 and 200000")
     if not 1.0 <= a.lag_seconds <= 60.0:
         p.error("--lag-seconds must be between 1 and 60")
+    try:
+        a.replicas = [int(k) for k in a.replicas.split(",") if k.strip()]
+    except ValueError:
+        p.error("--replicas must be a comma-separated list of counts")
+    if not all(1 <= k <= 8 for k in a.replicas):
+        p.error("--replicas counts must be between 1 and 8")
     return a
 
 
@@ -97,6 +111,14 @@ def drain_window(svc, n):
             if done >= n and end is None:
                 end = log_time(ev["ts"])
     return start, end, done
+
+
+def last_batch_time(svc):
+    """Epoch seconds of the service's last "batch of N settled" line."""
+    last = 0.0
+    for ev in svc.events("batch of "):
+        last = log_time(ev["ts"])
+    return last
 
 
 def wait_settled(svc, n, timeout=600):
@@ -264,6 +286,34 @@ class Bench:
             self.result.setdefault("raw_insert_many", {})[coll] = {
                 "seconds": elapsed, "records_per_s": len(docs) / elapsed}
 
+    def replicas(self):
+        """k replicas of sluice-audit share one new durable (a replay from
+        sequence 1 under a consumer name of its own per k) and drain the
+        whole stream into an emptied `audit`; the rate runs from the first
+        replica consuming to the last batch any replica settled."""
+        n = self.args.records
+        out = {}
+        for k in self.args.replicas:
+            self.db.audit.drop()
+            svcs = [self.service("audit", f"--consumer=scale{k}", "--replay-from-seq=1")
+                    for _ in range(k)]
+            harness.wait_until(lambda: self.settled_total(svcs) >= n, timeout=600,
+                               interval=0.5, what=f"{k} replicas drained the stream")
+            self.check_count("audit", n)
+            windows = [drain_window(svc, n) for svc in svcs]
+            start = min(w[0] for w in windows if w[0] is not None)
+            end = max(last_batch_time(svc) for svc in svcs)
+            shares = [w[2] for w in windows]
+            for svc in svcs:
+                self.stop(svc)
+            out[str(k)] = {"seconds": end - start, "records_per_s": n / (end - start),
+                           "records_per_replica": shares}
+        self.result["replicas"] = out
+
+    @staticmethod
+    def settled_total(svcs):
+        return sum(drain_window(svc, 1 << 62)[2] for svc in svcs)
+
     def together(self):
         n = self.args.records
         self.db.records.drop()
@@ -428,6 +478,12 @@ class Bench:
                   f"{raw['records_per_s']:9.0f} raw  ratio {a['ratio_to_raw']:.2f}")
         for name in ("transform", "audit"):
             print(f"    {name:<9} together        {r['together'][name]['records_per_s']:9.0f}")
+        raw_audit = r["raw_insert_many"]["audit"]["records_per_s"]
+        for k, rep in r.get("replicas", {}).items():
+            shares = "/".join(str(x) for x in rep["records_per_replica"])
+            print(f"    audit, {k} replica(s)      {rep['records_per_s']:9.0f}   "
+                  f"{raw_audit:9.0f} raw  ratio {rep['records_per_s'] / raw_audit:.2f}"
+                  f"   (records per replica {shares})")
         lv = r["live"]
         print(f"  end to end, both services live, {lv['records']} records as fast as "
               f"IngestStream goes:\n    {lv['end_to_end_records_per_s']:9.0f} rec/s stored by "
@@ -462,6 +518,7 @@ def main():
         bench.preload()
         bench.alone()
         bench.raw()
+        bench.replicas()
         bench.together()
         bench.live()
         bench.lag(reader=False)

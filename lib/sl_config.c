@@ -192,7 +192,8 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
     }
     for (size_t i = 0; i < n; i++) {
         longs[i].name = opts[i].name;
-        longs[i].has_arg = required_argument;
+        /* A boolean flag alone means true; a value needs "=": --flag=false. */
+        longs[i].has_arg = opts[i].type == SL_OPT_BOOL ? optional_argument : required_argument;
         longs[i].val = 0;
     }
     longs[n].name = "help";
@@ -207,7 +208,7 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
             res = SL_CONFIG_HELP;
         } else if (c == 0) {
             snprintf(source, sizeof(source), "--%s", opts[idx].name);
-            if (!assign(&opts[idx], optarg, source, err, errlen))
+            if (!assign(&opts[idx], optarg != NULL ? optarg : "true", source, err, errlen))
                 res = SL_CONFIG_ERROR;
             else if (opts[idx].given != NULL)
                 *opts[idx].given = true;

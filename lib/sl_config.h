@@ -14,7 +14,8 @@
  * as long as the process: nothing is allocated, nothing needs freeing.
  * Durations accept "250ms", "5s", "2m", "1h", "7d" (a bare number is
  * milliseconds) and are stored as milliseconds; sizes accept "512", "64KiB",
- * "8MiB", "1GiB" and are stored as bytes. */
+ * "8MiB", "1GiB" and are stored as bytes. A boolean flag given alone
+ * (--stream-discard-new) means true; --flag=false turns it off. */
 #ifndef SL_CONFIG_H
 #define SL_CONFIG_H
 

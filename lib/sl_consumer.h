@@ -11,15 +11,20 @@
  *                                     for the PubAck, then Term
  *
  * so a message leaves the consumer only once its document is stored or its
- * dead letter is; nothing is dropped silently. When MongoDB fails the whole
- * batch (down, timing out), the batch is nak'ed and the loop stops fetching
- * until a ping succeeds again: messages are not delivered, and so do not
- * use up their MaxDeliver, while the store is away.
+ * dead letter is; nothing is dropped silently. Sluice counts deliveries
+ * itself (--max-deliver) and the server's MaxDeliver is unlimited, so a
+ * message whose dead letter could not be stored is nak'ed and comes back,
+ * instead of being dropped by the server's limit. When MongoDB fails the
+ * whole batch (down, timing out), the batch is nak'ed and the loop stops
+ * fetching until a ping succeeds again: messages are not delivered, and so
+ * do not use up their deliveries, while the store is away. Fetches are
+ * bounded in bytes (--fetch-max-bytes), which bounds the memory.
  *
  * Provisioning. On start the loop waits for the stream, creates SLUICE_DLQ
  * (subjects sluice.dlq.>) when missing, and creates the durable consumer
- * when missing (explicit ack, AckWait, MaxDeliver, BackOff). A consumer that
- * exists with other settings is reported field by field and used as it is.
+ * when missing (explicit ack, AckWait, MaxDeliver -1, MaxAckPending,
+ * BackOff); an existing one is brought to those settings where JetStream
+ * allows it, and what it cannot change is reported.
  * Several replicas of a service bind the same durable and share its
  * messages. Replay (--replay-from-seq / --replay-from-time) uses a consumer
  * of its own, "<consumer>-replay-seq-<n>" or "<consumer>-replay-time-<unix
@@ -62,6 +67,8 @@ typedef struct sl_consumer_settings {
     const char *metrics_listen;
     const char *log_level;
     int64_t batch_size;
+    int64_t fetch_max_bytes; /* bytes per fetch (a larger message comes alone) */
+    int64_t max_ack_pending; /* 0: sl_consumer_max_ack_pending's default */
     int64_t fetch_wait_ms;
     int64_t ack_wait_ms;
     int64_t max_deliver;
@@ -69,7 +76,7 @@ typedef struct sl_consumer_settings {
     int64_t replay_from_ns;  /* replay_from_time parsed by sl_consumer_settings_check */
 } sl_consumer_settings;
 
-#define SL_CONSUMER_NOPTIONS 12
+#define SL_CONSUMER_NOPTIONS 14
 
 /* Writes the SL_CONSUMER_NOPTIONS shared options into opts, pointing at s;
  * the service adds its own and the terminating {0} after them.
@@ -99,6 +106,15 @@ typedef struct sl_delivery {
     uint64_t deliveries;    /* 1 on the first delivery */
     int64_t stream_time_ns; /* when the stream stored the message */
 } sl_delivery;
+
+/* The identity of one stored message, unique across stream lifetimes:
+ * "<stream>:<seq>:<stored at, RFC 3339 with ns>", e.g.
+ * "SLUICE:42:2026-12-02T09:42:25.123456789Z". The sequence alone is not
+ * enough: a stream deleted and created again restarts at 1; the time the
+ * stream stored the message (the same on every replica and every
+ * redelivery) tells the lifetimes apart. */
+#define SL_DELIVERY_KEY_LEN 384
+void sl_delivery_key(const char *stream, uint64_t seq, int64_t stored_ns, char *out, size_t len);
 
 /* The value of header name, or NULL when the message has none. */
 const char *sl_delivery_header(const sl_delivery *d, const char *name);
@@ -149,6 +165,8 @@ typedef struct sl_consumer_stats {
     sl_series *pending;       /* sluice_consumer_pending_messages (JetStream NumPending) */
     sl_series *ack_pending;   /* sluice_consumer_ack_pending_messages (NumAckPending) */
     sl_series *redelivered;   /* sluice_consumer_redelivered_messages (NumRedelivered) */
+    sl_series *oldest_age;    /* sluice_consumer_oldest_unprocessed_age_seconds (sl_lag) */
+    sl_series *stream_max_age; /* sluice_consumer_stream_max_age_seconds */
     _Atomic bool store_up;    /* MongoDB answers */
     _Atomic bool nats_up;     /* connected to NATS */
     _Atomic bool bound;       /* bound to the consumer */
@@ -197,6 +215,35 @@ int sl_consumer_configure(const char *service, const sl_option *opts, const char
 int sl_consumer_main(const sl_consumer_config *cfg);
 
 /* ---- pure helpers, exposed for tests ------------------------------------ */
+
+/* Replicas of one service that --max-ack-pending's default leaves room for:
+ * each replica holds at most two batches (one being written, one built). */
+#define SL_CONSUMER_AUTO_REPLICAS 16
+#define SL_CONSUMER_BACKOFF_STEPS 5
+#define SL_CONSUMER_MAX_DIFFS 8
+
+/* MaxAckPending: --max-ack-pending, or 2 x batch size x
+ * SL_CONSUMER_AUTO_REPLICAS when that is 0. */
+int64_t sl_consumer_max_ack_pending(const sl_consumer_settings *s);
+
+/* The durable consumer's configuration for s, named name. backoff is the
+ * storage cc->BackOff points to. */
+void sl_consumer_config_fill(const sl_consumer_settings *s, const char *name,
+                             jsConsumerConfig *cc, int64_t backoff[SL_CONSUMER_BACKOFF_STEPS]);
+
+/* One difference between the configured and an existing consumer; update
+ * when JetStream can change it in place. */
+typedef struct sl_consumer_diff {
+    const char *setting;
+    int64_t configured, existing;
+    bool update;
+} sl_consumer_diff;
+
+/* Compares have with target: fills d (at most SL_CONSUMER_MAX_DIFFS) and
+ * returns how many; want is have with every updatable difference applied
+ * (what js_UpdateConsumer gets), sharing pointers with have and target. */
+int sl_consumer_config_plan(const jsConsumerConfig *target, const jsConsumerConfig *have,
+                            jsConsumerConfig *want, sl_consumer_diff *d);
 
 /* The delay before redelivering a message nak'ed on its n-th delivery:
  * 1 s, 2 s, 4 s ... capped at max_ms. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sl_consumer.h"
 #include "sl_log.h"
 #include "sl_pull.h"
 #include "sl_record.h"
@@ -76,14 +77,15 @@ static natsStatus headers_copy(natsMsg *dst, natsMsg *src)
 
 natsStatus sl_dlq_msg(natsMsg **out, const sl_dlq_letter *l)
 {
-    char subject[512], seq[32], id[512], text[1024];
+    char subject[512], seq[32], id[512], text[1024], key[SL_DELIVERY_KEY_LEN];
     const char *record_id = NULL;
     natsStatus s;
 
     natsMsgHeader_Get(l->original, SL_HDR_MSG_ID, &record_id);
     sl_dlq_subject(l->consumer, l->type, subject, sizeof(subject));
     snprintf(seq, sizeof(seq), "%" PRIu64, l->stream_seq);
-    snprintf(id, sizeof(id), "%s:%s:%" PRIu64, l->consumer, l->stream, l->stream_seq);
+    sl_delivery_key(l->stream, l->stream_seq, l->stream_time_ns, key, sizeof(key));
+    snprintf(id, sizeof(id), "%s:%s", l->consumer, key);
     header_text(l->error, text, sizeof(text));
     s = natsMsg_Create(out, subject, NULL, natsMsg_GetData(l->original),
                        natsMsg_GetDataLength(l->original));

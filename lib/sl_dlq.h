@@ -11,10 +11,12 @@
  *   - Sluice-Consumer  the consumer that gave up;
  *   - Sluice-Stream-Seq where the original sits in the main stream;
  *   - Sluice-Record-Id the original Nats-Msg-Id (the record id);
- *   - Nats-Msg-Id      "<consumer>:<stream>:<seq>", so that a letter
- *                      published twice (a crash between PubAck and Term) is
- *                      stored once, while the same record given up by two
- *                      consumers is stored twice.
+ *   - Nats-Msg-Id      "<consumer>:<stored key>" (sl_delivery_key: stream,
+ *                      sequence and the time the stream stored it), so that
+ *                      a letter published twice (a crash between PubAck and
+ *                      Term) is stored once, while the same record given up
+ *                      by two consumers, or a record of a re-created stream
+ *                      with the same sequence, is stored again.
  *
  * sl_dlq_msg builds that message and is pure; sl_dlq_publish sends it and
  * waits for the PubAck. Both are safe from any thread; the caller owns
@@ -40,6 +42,7 @@ typedef struct sl_dlq_letter {
     const char *consumer;
     const char *stream; /* the main stream */
     uint64_t stream_seq;
+    int64_t stream_time_ns; /* when the main stream stored it */
     const char *type; /* the record type; NULL or not a subject tail: "unknown" */
     const char *error;
 } sl_dlq_letter;

@@ -20,6 +20,7 @@ struct sl_pull {
     char *next_subject;    /* where pull requests go */
     uint64_t request;      /* number of the current request */
     char reply[REPLY_MAX]; /* "<inbox>.<request>" */
+    int64_t max_bytes;     /* of the current fetch; 0: no bound */
 };
 
 /* What a message received on the subscription is to the current fetch. */
@@ -27,6 +28,7 @@ typedef enum pull_kind {
     PULL_DATA,   /* a stream message: take it */
     PULL_END,    /* the current request is over (404, 408) */
     PULL_ERROR,  /* the current request was refused (409, 503, ...) */
+    PULL_FULL,   /* the current request's byte bound is reached (409 MaxBytes) */
     PULL_IGNORE, /* a heartbeat, or a status of an earlier request */
 } pull_kind;
 
@@ -71,15 +73,17 @@ void sl_pull_close(sl_pull *p)
 
 /* ---- requests ----------------------------------------------------------- */
 
-static natsStatus request_send(sl_pull *p, int batch, int64_t wait_ms, bool no_wait)
+static natsStatus request_send(sl_pull *p, int batch, int64_t max_bytes, int64_t wait_ms,
+                               bool no_wait)
 {
     /* The server gives up a little before we do, so its 408 ends the wait. */
     int64_t expires_ns = (int64_t)((wait_ms > 20 ? wait_ms - 10 : wait_ms) * 1000000LL);
-    char body[128];
+    char body[160];
 
     p->request++;
     snprintf(p->reply, sizeof(p->reply), "%s.%" PRIu64, p->inbox, p->request);
-    snprintf(body, sizeof(body), "{\"batch\":%d,\"expires\":%" PRId64 "%s}", batch, expires_ns,
+    snprintf(body, sizeof(body), "{\"batch\":%d,\"max_bytes\":%" PRId64 ",\"expires\":%" PRId64
+             "%s}", batch, max_bytes > 0 ? max_bytes : 0, expires_ns,
              no_wait ? ",\"no_wait\":true" : "");
     return natsConnection_PublishRequestString(p->nc, p->next_subject, p->reply, body);
 }
@@ -102,14 +106,19 @@ static pull_kind classify(const sl_pull *p, natsMsg *m)
     if (strncmp(status, "404", 3) == 0 || strncmp(status, "408", 3) == 0)
         return PULL_END;
     natsMsgHeader_Get(m, "Description", &desc);
+    if (strncmp(status, "409", 3) == 0 && desc != NULL && strstr(desc, "MaxBytes") != NULL)
+        return PULL_FULL;
     sl_log(SL_LOG_WARN, "pull request refused: %s %s", status, desc != NULL ? desc : "");
     return PULL_ERROR;
 }
 
 /* Takes messages into msgs until max, the end of the current request, or
- * the deadline (monotonic ms). */
-static natsStatus collect(sl_pull *p, natsMsg **msgs, int max, int *n, int64_t deadline)
+ * the deadline (monotonic ms); *full says the request ended at its byte
+ * bound. */
+static natsStatus collect(sl_pull *p, natsMsg **msgs, int max, int *n, int64_t deadline,
+                          bool *full)
 {
+    *full = false;
     while (*n < max) {
         int64_t left = deadline - sl_time_mono_ms();
         natsMsg *m = NULL;
@@ -129,7 +138,9 @@ static natsStatus collect(sl_pull *p, natsMsg **msgs, int max, int *n, int64_t d
             continue;
         }
         natsMsg_Destroy(m);
-        if (kind == PULL_END)
+        if (kind == PULL_FULL)
+            *full = true;
+        if (kind == PULL_FULL || kind == PULL_END)
             return NATS_OK;
         if (kind == PULL_ERROR)
             return NATS_ERR;
@@ -160,27 +171,42 @@ static natsStatus take_queued(sl_pull *p, natsMsg **msgs, int max, int *n)
     return NATS_OK;
 }
 
-/* Sends a request for batch messages and collects them into msgs. */
+/* Sends a request for batch messages and collects them into msgs. A
+ * request that ends at its byte bound is a full fetch, unless it brought
+ * nothing: then the next message alone is larger than the bound, and it is
+ * asked for alone, without one (its size is bounded by the server's
+ * max_payload), so that no message can stall the consumer. */
 static natsStatus request_collect(sl_pull *p, natsMsg **msgs, int max, int *n, int batch,
                                   int64_t deadline, bool no_wait)
 {
     int64_t left = deadline - sl_time_mono_ms();
+    int before = *n;
+    bool full = false;
     natsStatus s;
 
     if (left < 1)
         return NATS_OK;
-    s = request_send(p, batch, left, no_wait);
+    s = request_send(p, batch, p->max_bytes, left, no_wait);
     if (s == NATS_OK)
-        s = collect(p, msgs, max, n, deadline);
+        s = collect(p, msgs, max, n, deadline, &full);
+    if (s != NATS_OK || !full || *n > before)
+        return s;
+    sl_log(SL_LOG_WARN, "a message is larger than the fetch bound of %" PRId64
+           " bytes; fetching it alone", p->max_bytes);
+    s = request_send(p, 1, 0, left, true);
+    if (s == NATS_OK)
+        s = collect(p, msgs, max, n, deadline, &full);
     return s;
 }
 
-natsStatus sl_pull_fetch(sl_pull *p, natsMsg **msgs, int max, int64_t wait_ms, int *n)
+natsStatus sl_pull_fetch(sl_pull *p, natsMsg **msgs, int max, int64_t max_bytes,
+                         int64_t wait_ms, int *n)
 {
     int64_t deadline = sl_time_mono_ms() + wait_ms;
     natsStatus s;
 
     *n = 0;
+    p->max_bytes = max_bytes;
     s = take_queued(p, msgs, max, n);
     if (s == NATS_OK && *n < max) /* what is there now, at once */
         s = request_collect(p, msgs, max, n, max - *n, deadline, true);

@@ -14,7 +14,8 @@
  * with the protocol's own means, in a few dozen lines:
  *
  *   - one subscription on "<inbox>.*"; pull request n asks for its messages
- *     on "<inbox>.<n>" by publishing {"batch", "expires", "no_wait"} to
+ *     on "<inbox>.<n>" by publishing {"batch", "max_bytes", "expires",
+ *     "no_wait"} to
  *     $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>;
  *   - messages arrive with their stream subject whatever request brought
  *     them, so every one is taken, never more than the caller's array holds;
@@ -49,12 +50,14 @@ natsStatus sl_pull_open(sl_pull **out, natsConnection *nc, const char *stream,
                         const char *consumer);
 void sl_pull_close(sl_pull *p);
 
-/* Fills msgs[0..*n) with at most max messages within about wait_ms. The
- * messages are the caller's (natsMsg_Destroy). NATS_OK with *n == 0 means
- * nothing came; an error means the server refused the request (consumer
- * deleted, no responders) or the connection failed, and *n messages were
- * still taken. */
-natsStatus sl_pull_fetch(sl_pull *p, natsMsg **msgs, int max, int64_t wait_ms, int *n);
+/* Fills msgs[0..*n) with at most max messages of at most about max_bytes
+ * in all (0: no bound; a single message larger than the bound still comes,
+ * alone) within about wait_ms. The messages are the caller's
+ * (natsMsg_Destroy). NATS_OK with *n == 0 means nothing came; an error
+ * means the server refused the request (consumer deleted, no responders) or
+ * the connection failed, and *n messages were still taken. */
+natsStatus sl_pull_fetch(sl_pull *p, natsMsg **msgs, int max, int64_t max_bytes,
+                         int64_t wait_ms, int *n);
 
 /* Settle one message: acknowledge, redeliver after delay_ms, stop
  * redelivering, or restart its ack timer. */

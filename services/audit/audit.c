@@ -36,14 +36,16 @@ static void append_text_or_null(bson_t *doc, const char *key, const char *value)
 static bool entry_append(bson_t *doc, const sl_delivery *d, const Sluice__V1__Record *rec,
                          int64_t now_ns, char *err, size_t errlen)
 {
-    char id[300], sha[AUDIT_SHA256_HEX_LEN];
+    char id[SL_DELIVERY_KEY_LEN], sha[AUDIT_SHA256_HEX_LEN];
 
     if (!audit_sha256_hex(rec->payload.data, rec->payload.len, sha)) {
         snprintf(err, errlen, "SHA-256 of the payload failed");
         return false;
     }
-    snprintf(id, sizeof(id), "%s:%" PRIu64, d->stream != NULL ? d->stream : "", d->stream_seq);
+    sl_delivery_key(d->stream, d->stream_seq, d->stream_time_ns, id, sizeof(id));
     BSON_APPEND_UTF8(doc, "_id", id);
+    append_text_or_null(doc, "stream", d->stream);
+    BSON_APPEND_INT64(doc, "stream_seq", (int64_t)d->stream_seq);
     append_text_or_null(doc, "record_id", sl_delivery_record_id(d, rec));
     append_text_or_null(doc, "type", rec->type[0] != '\0' ? rec->type : sl_delivery_type(d));
     append_text_or_null(doc, "key", rec->key);

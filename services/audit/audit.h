@@ -1,9 +1,11 @@
 /* audit: what sluice-audit records about one stream message, apart from I/O.
  *
- * One entry per stream message, keyed by where the stream stored it:
+ * One entry per stream message, keyed by where and when the stream stored it
+ * (sl_delivery_key, unique across stream lifetimes):
  *
- *     {_id: "<stream>:<seq>", record_id, type, key, payload_sha256,
- *      payload_bytes, principal, received_at, audited_at, deliveries}
+ *     {_id: "<stream>:<seq>:<stored at>", stream, stream_seq, record_id, type,
+ *      key, payload_sha256, payload_bytes, principal, received_at, audited_at,
+ *      deliveries}
  *
  * payload_sha256 is the lowercase hex SHA-256 (OpenSSL EVP) of
  * Record.payload, payload_bytes its length; the payload itself is never

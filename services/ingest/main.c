@@ -15,6 +15,7 @@
 
 #include "health.h"
 #include "ingest.h"
+#include "lag_watch.h"
 #include "reflection.h"
 #include "sl_config.h"
 #include "sl_http.h"
@@ -130,6 +131,8 @@ static int configure(int argc, char **argv, sl_log_level *level)
         return fail("invalid --stream: a JetStream stream name has no spaces, '.', '*' or '>'");
     if (cfg.threads == 0)
         cfg.threads = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (cfg.max_age_ms > 0 && cfg.duplicate_window_ms > cfg.max_age_ms)
+        return fail("invalid --duplicate-window: must not exceed --stream-max-age");
     if (cfg.max_payload_bytes + 64 * 1024 > cfg.max_message_bytes)
         return fail("invalid --max-message-bytes: must exceed --max-payload-bytes by 64KiB");
     return 0;
@@ -192,6 +195,7 @@ typedef struct process {
     sl_http *http;
     sl_grpc_server *srv;
     sl_js *js;
+    lag_watch *lag;
     services sv;
 } process;
 
@@ -204,6 +208,7 @@ static void stop(process *p, int64_t grace_ms)
     sl_reflect_free(p->sv.index);
     ingest_service_free(p->sv.ingest);
     sl_http_stop(p->http);
+    lag_watch_stop(p->lag);
     sl_js_close(p->js);
     grpc_shutdown();
     nats_Close();
@@ -259,6 +264,7 @@ static int start(process *p)
         return fail(err);
     }
     p->sv.js = p->js;
+    p->lag = lag_watch_start(p->js, cfg.stream);
     sl_metric_gauge_fn("sluice_ingest_jetstream_ready",
                        "1 while JetStream is reachable and the stream exists.", js_ready_gauge,
                        p->js);

@@ -54,6 +54,7 @@ static void fixture_make(fixture *f, const char *payload, const char *principal)
     f->d.data = f->body;
     f->d.len = len;
     f->d.stream_seq = 7;
+    f->d.stream_time_ns = 1767225601600000000LL;
     f->d.deliveries = 3;
 }
 
@@ -73,7 +74,9 @@ static void test_entry_fields(void)
     CHECK(audit_entry_build(&f.d, 1767225602000000000LL, &doc, err, sizeof(err)));
     json = bson_as_canonical_extended_json(&doc, NULL);
     CHECK_STR(json,
-              "{ \"_id\" : \"SLUICE:7\", \"record_id\" : \"rec-9\", \"type\" : \"order.paid\", "
+              "{ \"_id\" : \"SLUICE:7:2026-01-01T00:00:01.600000000Z\", \"stream\" : \"SLUICE\", "
+              "\"stream_seq\" : { \"$numberLong\" : \"7\" }, "
+              "\"record_id\" : \"rec-9\", \"type\" : \"order.paid\", "
               "\"key\" : \"k-1\", "
               "\"payload_sha256\" : "
               "\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\", "

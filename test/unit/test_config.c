@@ -9,13 +9,13 @@
 
 static const char *s_listen;
 static int64_t s_timeout, s_bytes, s_count;
-static bool s_flag;
+static bool s_flag, s_timeout_given, s_count_given;
 
 static const sl_option opts[] = {
     {"listen", "UT_LISTEN", SL_OPT_STRING, "0.0.0.0:1", "address", &s_listen, 0, 0, NULL},
-    {"timeout", "UT_TIMEOUT", SL_OPT_DURATION, "5s", "timeout", &s_timeout, 1, 0, NULL},
+    {"timeout", "UT_TIMEOUT", SL_OPT_DURATION, "5s", "timeout", &s_timeout, 1, 0, &s_timeout_given},
     {"bytes", "UT_BYTES", SL_OPT_SIZE, "1MiB", "bytes", &s_bytes, -1, 0, NULL},
-    {"count", "UT_COUNT", SL_OPT_INT, "3", "count", &s_count, 1, 10, NULL},
+    {"count", "UT_COUNT", SL_OPT_INT, "3", "count", &s_count, 1, 10, &s_count_given},
     {"flag", "UT_FLAG", SL_OPT_BOOL, "false", "flag", &s_flag, 0, 0, NULL},
     {0}};
 
@@ -58,13 +58,20 @@ static void test_defaults(void)
 static void test_precedence(void)
 {
     char err[256];
-    char *argv[] = {"prog", "--timeout=1s", "--flag", "true", NULL};
+    char *argv[] = {"prog", "--timeout=1s", "--flag", NULL};
+    char *off[] = {"prog", "--flag=false", NULL};
     setenv("UT_LISTEN", "127.0.0.1:9", 1);
     setenv("UT_TIMEOUT", "9s", 1);
-    CHECK(parse(4, argv, err) == SL_CONFIG_OK);
+    CHECK(parse(3, argv, err) == SL_CONFIG_OK);
     CHECK_STR(s_listen, "127.0.0.1:9"); /* environment over default */
     CHECK(s_timeout == 1000);           /* flag over environment */
-    CHECK(s_flag);
+    CHECK(s_flag);                      /* a boolean flag alone is true */
+    CHECK(s_timeout_given && !s_count_given);
+    unsetenv("UT_TIMEOUT");
+    setenv("UT_COUNT", "4", 1);
+    CHECK(parse(2, off, err) == SL_CONFIG_OK);
+    CHECK(!s_flag && !s_timeout_given && s_count_given); /* the environment gives too */
+    unsetenv("UT_COUNT");
     unsetenv("UT_LISTEN");
     unsetenv("UT_TIMEOUT");
 }

@@ -43,6 +43,8 @@ static void settings_default(sl_consumer_settings *s)
     s->metrics_listen = "0.0.0.0:9091";
     s->log_level = "info";
     s->batch_size = 256;
+    s->fetch_max_bytes = 8 << 20;
+    s->max_ack_pending = 0;
     s->fetch_wait_ms = 500;
     s->ack_wait_ms = 30000;
     s->max_deliver = 10;
@@ -164,6 +166,67 @@ static void test_mongo_database_from_uri(void)
     sl_mongo_close(m);
 }
 
+static void test_consumer_config(void)
+{
+    sl_consumer_settings s;
+    jsConsumerConfig cc;
+    int64_t backoff[SL_CONSUMER_BACKOFF_STEPS];
+
+    settings_default(&s);
+    sl_consumer_config_fill(&s, "transform", &cc, backoff);
+    /* Sluice counts deliveries; the server never drops a message. */
+    CHECK(cc.MaxDeliver == -1);
+    CHECK(cc.MaxAckPending == 2 * 256 * SL_CONSUMER_AUTO_REPLICAS);
+    CHECK(cc.AckPolicy == js_AckExplicit);
+    CHECK(cc.BackOffLen == SL_CONSUMER_BACKOFF_STEPS);
+    CHECK(cc.BackOff[0] == 30000LL * 1000000 && cc.BackOff[1] == 60000LL * 1000000);
+    s.max_ack_pending = 5000;
+    s.max_deliver = 1;
+    sl_consumer_config_fill(&s, "transform", &cc, backoff);
+    CHECK(cc.MaxAckPending == 5000 && cc.MaxDeliver == -1);
+}
+
+static void test_consumer_plan(void)
+{
+    sl_consumer_settings s;
+    jsConsumerConfig target, have, want;
+    int64_t backoff[SL_CONSUMER_BACKOFF_STEPS], old_backoff[3] = {1, 2, 3};
+    sl_consumer_diff d[SL_CONSUMER_MAX_DIFFS];
+    int n;
+
+    settings_default(&s);
+    sl_consumer_config_fill(&s, "transform", &target, backoff);
+    have = target;
+    CHECK(sl_consumer_config_plan(&target, &have, &want, d) == 0);
+
+    /* A consumer made by an earlier release: MaxDeliver 10 on the server,
+     * the default MaxAckPending, another ack wait and back-off. */
+    have.MaxDeliver = 10;
+    have.MaxAckPending = 1000;
+    have.AckWait = 5000LL * 1000000;
+    have.BackOff = old_backoff;
+    have.BackOffLen = 3;
+    have.DeliverPolicy = js_DeliverNew;
+    n = sl_consumer_config_plan(&target, &have, &want, d);
+    CHECK(n == 5);
+    CHECK(want.MaxDeliver == -1 && want.MaxAckPending == target.MaxAckPending);
+    CHECK(want.AckWait == target.AckWait && want.BackOffLen == SL_CONSUMER_BACKOFF_STEPS);
+    CHECK(want.DeliverPolicy == js_DeliverNew); /* JetStream cannot change it: kept */
+    for (int i = 0; i < n; i++)
+        CHECK(d[i].update == (strcmp(d[i].setting, "deliver_policy") != 0));
+}
+
+static void test_delivery_key(void)
+{
+    char key[SL_DELIVERY_KEY_LEN];
+
+    sl_delivery_key("SLUICE", 42, 1764668545123456789LL, key, sizeof(key));
+    CHECK_STR(key, "SLUICE:42:2025-12-02T09:42:25.123456789Z");
+    /* The same sequence in a re-created stream is another message. */
+    sl_delivery_key("SLUICE", 42, 1764668545123456790LL, key, sizeof(key));
+    CHECK_STR(key, "SLUICE:42:2025-12-02T09:42:25.123456790Z");
+}
+
 int main(void)
 {
     TEST(test_backoff);
@@ -175,5 +238,8 @@ int main(void)
     TEST(test_reply_not_accounted_is_whole_batch_failure);
     TEST(test_mongo_open_rejects_bad_uri);
     TEST(test_mongo_database_from_uri);
+    TEST(test_consumer_config);
+    TEST(test_consumer_plan);
+    TEST(test_delivery_key);
     return UNIT_RESULT();
 }

@@ -31,8 +31,13 @@ static const char *header(natsMsg *m, const char *name)
 static void test_letter(void)
 {
     natsMsg *orig = NULL, *dead = NULL;
-    sl_dlq_letter l = {NULL, "transform",     "SLUICE",
-                       42,   "order.created", "jq rule \"order.*\": boom\non two lines"};
+    sl_dlq_letter l = {NULL,
+                       "transform",
+                       "SLUICE",
+                       42,
+                       1764668545123456789LL,
+                       "order.created",
+                       "jq rule \"order.*\": boom\non two lines"};
 
     CHECK(natsMsg_Create(&orig, "sluice.rec.order.created", NULL, "body", 4) == NATS_OK);
     natsMsgHeader_Set(orig, SL_HDR_MSG_ID, "rec-1");
@@ -45,7 +50,7 @@ static void test_letter(void)
     CHECK(sl_dlq_msg(&dead, &l) == NATS_OK);
     CHECK_STR(natsMsg_GetSubject(dead), "sluice.dlq.transform.order.created");
     CHECK(natsMsg_GetDataLength(dead) == 4 && memcmp(natsMsg_GetData(dead), "body", 4) == 0);
-    CHECK_STR(header(dead, SL_HDR_MSG_ID), "transform:SLUICE:42");
+    CHECK_STR(header(dead, SL_HDR_MSG_ID), "transform:SLUICE:42:2025-12-02T09:42:25.123456789Z");
     CHECK_STR(header(dead, SL_HDR_RECORD_ID), "rec-1");
     CHECK_STR(header(dead, SL_HDR_TYPE), "order.created");
     CHECK_STR(header(dead, SL_HDR_KEY), "k");
@@ -64,14 +69,14 @@ static void test_letter(void)
 static void test_letter_without_headers(void)
 {
     natsMsg *orig = NULL, *dead = NULL;
-    sl_dlq_letter l = {NULL, "audit", "SLUICE", 7, NULL, "not a record"};
+    sl_dlq_letter l = {NULL, "audit", "SLUICE", 7, 0, NULL, "not a record"};
 
     CHECK(natsMsg_Create(&orig, "sluice.rec.x", NULL, "\xff", 1) == NATS_OK);
     l.original = orig;
     CHECK(sl_dlq_msg(&dead, &l) == NATS_OK);
     CHECK_STR(natsMsg_GetSubject(dead), "sluice.dlq.audit.unknown");
     CHECK(header(dead, SL_HDR_RECORD_ID) == NULL);
-    CHECK_STR(header(dead, SL_HDR_MSG_ID), "audit:SLUICE:7");
+    CHECK_STR(header(dead, SL_HDR_MSG_ID), "audit:SLUICE:7:1970-01-01T00:00:00.000000000Z");
     natsMsg_Destroy(dead);
     natsMsg_Destroy(orig);
 }
