@@ -4,7 +4,8 @@ were told.
 
 Read back: the stream SLUICE (every message, its sequence and Nats-Msg-Id,
 through an ephemeral pull consumer), the collections `records` (`_id`,
-`stream_seq`) and `audit` (`_id`, `record_id`), and SLUICE_DLQ.
+`stream_seq`) and `audit` (`_id`, `stream`, `stream_seq`, `record_id`), and
+SLUICE_DLQ.
 
 The promise under test: an acknowledged id is stored exactly once in the
 stream, at the sequence its acknowledgement named, and lands exactly once in
@@ -147,8 +148,9 @@ class Readback:
             db = client.sluice
             self.records = [(d["_id"], d.get("stream_seq"))
                             for d in db.records.find({}, {"_id": 1, "stream_seq": 1})]
-            self.audit = [(d["_id"], d.get("record_id"))
-                          for d in db.audit.find({}, {"_id": 1, "record_id": 1})]
+            self.audit = [(d["_id"], d.get("stream"), d.get("stream_seq"), d.get("record_id"))
+                          for d in db.audit.find({}, {"_id": 1, "stream": 1, "stream_seq": 1,
+                                                      "record_id": 1})]
         finally:
             client.close()
 
@@ -168,7 +170,7 @@ class Verdict:
         seq_of = {i: seq for seq, i in back.stream}
         id_at = dict(back.stream)
         rec_seq = dict(back.records)
-        in_audit = collections.Counter(r for _id, r in back.audit)
+        in_audit = collections.Counter(r for _id, _s, _q, r in back.audit)
 
         if back.state.messages != len(back.stream):
             self.problems["stream unreadable"].append(
@@ -216,10 +218,13 @@ class Verdict:
             if in_stream[rid] == 1 and seq != seq_of[rid]:
                 self.problems["records.stream_seq wrong"].append(
                     f"{rid}: {seq}, stream {seq_of[rid]}")
-        for aid, rid in back.audit:
-            want = f"{STREAM}:{seq_of[rid]}" if in_stream[rid] == 1 else None
-            if want is not None and aid != want:
-                self.problems["audit _id wrong"].append(f"{rid}: {aid}, want {want}")
+        for aid, stream, seq, rid in back.audit:
+            # Keyed by stream, sequence and stored time: "SLUICE:<seq>:<time>".
+            if in_stream[rid] == 1 and (stream, seq) != (STREAM, seq_of[rid]) or \
+                    not str(aid).startswith(f"{stream}:{seq}:"):
+                self.problems["audit entry names another message"].append(
+                    f"{rid}: _id {aid}, stream {stream} seq {seq}; the stream holds it at "
+                    f"{seq_of.get(rid)}")
 
         # Nothing that no writer sent; nothing downstream the stream lacks.
         for what, ids in (("stream", in_stream), ("records", rec_seq), ("audit", in_audit)):
