@@ -68,6 +68,11 @@ def runs(mode):
 RUNS = runs(os.environ.get("SLUICE_FAULTS", "short"))
 
 
+def utc_now():
+    """Wall-clock time as the services' logs write it, for reading them."""
+    return time.strftime("%H:%M:%SZ", time.gmtime())
+
+
 @pytest.mark.parametrize("run", RUNS, ids=[r.name for r in RUNS])
 def test_acknowledged_means_stored_once(pb, run):
     seed = int(os.environ.get("SLUICE_FAULTS_SEED") or random.randrange(1 << 30))
@@ -87,9 +92,9 @@ def test_acknowledged_means_stored_once(pb, run):
         writers = Writers(pb, stack.targets, WRITERS, "w", GIVE_UP_S).start()
         wait_progress(writers, each=10, what="every writer acknowledged")
         for name in faults:
-            t = time.monotonic()
+            t, at = time.monotonic(), utc_now()
             note = FAULTS[name](stack, writers, rng)
-            notes.append(f"{name} {time.monotonic() - t:.0f}s: {note}")
+            notes.append(f"{at} {name} {time.monotonic() - t:.0f}s: {note}")
         harness.wait_until(lambda: writers.check() and writers.acked() >= run.min_records,
                            timeout=run.min_records / 20, interval=0.2,
                            what=f"{run.min_records} records acknowledged")
