@@ -46,8 +46,8 @@ class Downstream(harness.Service):
     The short fetch wait keeps tests quick; the ack wait is short so that
     what a killed process held comes back within seconds."""
 
-    def __init__(self, name, nats_url, mongo_uri, *extra, ack_wait="3s"):
-        self.metrics_port = harness.free_port()
+    def __init__(self, name, nats_url, mongo_uri, *extra, ack_wait="3s", metrics_port=None):
+        self.metrics_port = metrics_port or harness.free_port()
         args = [f"--nats-url={nats_url}", f"--mongodb-uri={mongo_uri}",
                 f"--metrics-listen=127.0.0.1:{self.metrics_port}", "--log-level=debug",
                 "--fetch-wait=100ms", f"--ack-wait={ack_wait}"]

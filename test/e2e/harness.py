@@ -10,6 +10,7 @@ import atexit
 import json
 import os
 import pathlib
+import random
 import re
 import shutil
 import signal
@@ -32,11 +33,86 @@ def free_port():
         return s.getsockname()[1]
 
 
+def restart_port():
+    """A free port below the kernel's ephemeral range, for a server that a
+    test kills and starts again on the same port: while it is down, a port
+    from free_port() can be handed by the kernel to any process's outgoing
+    connection or bind(0) (other tests on the machine, or a client of the
+    dead server connecting to itself), and the server then cannot have it
+    back. Falls back to free_port() when the range leaves no room below."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 0
+    if ephemeral_low < 21000:
+        return free_port()
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(20000, ephemeral_low)
+        if port in _restart_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _restart_ports.add(port)
+        return port
+    return free_port()
+
+
+_restart_ports = set()  # handed out by this process: never twice
+
+
+def _listening_inodes(port):
+    """Socket inodes listening on port (any local address), from /proc."""
+    inodes = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def listens_on(pid, port):
+    """True when process pid itself holds a listening socket on port (not
+    some other process that happens to have it)."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 def wait_port(port, timeout=30.0, proc=None):
+    """Until port accepts connections; given proc, until proc itself
+    listens on it (a port someone else holds is not proc's)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        if proc is not None and os.path.isdir("/proc/self/fd"):
+            if listens_on(proc.pid, port):
+                return
+            time.sleep(0.05)
+            continue
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -289,8 +365,8 @@ class NatsCluster:
 
     def __init__(self, n=3):
         base = tempfile.mkdtemp(prefix="nats-cluster-", dir=scratch_dir())
-        ports = [free_port() for _ in range(n)]
-        cluster_ports = [free_port() for _ in range(n)]
+        ports = [restart_port() for _ in range(n)]
+        cluster_ports = [restart_port() for _ in range(n)]
         self.nodes = []
         for i in range(n):
             workdir = pathlib.Path(base) / f"n{i}"
@@ -358,14 +434,23 @@ class NatsCluster:
     def wait_stream_current(self, stream="SLUICE", timeout=60):
         """Until stream has a leader and every other member is a replica that
         is online and current: all replicas caught up, the cluster whole."""
+        last = []
+
         def whole():
             info = self.stream_info(stream)
             if info is None or not info.cluster or not info.cluster.leader:
+                last[:] = ["no leader"]
                 return False
             replicas = info.cluster.replicas or []
+            last[:] = [f"leader {info.cluster.leader}"] + [
+                f"{r.name} current={r.current} offline={r.offline} lag={r.lag} active={r.active}"
+                for r in replicas]
             return (len(replicas) == len(self.nodes) - 1 and
                     all(r.current and not r.offline for r in replicas))
-        wait_until(whole, timeout=timeout, interval=0.25, what=f"{stream} replicas current")
+        try:
+            wait_until(whole, timeout=timeout, interval=0.25, what=f"{stream} replicas current")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; last seen: {', '.join(last)}") from None
 
 
 def run_coro(coro):

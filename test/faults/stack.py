@@ -22,15 +22,19 @@ DUPLICATE_WINDOW = "5m"
 
 class Stack:
     def __init__(self, ingests=1, ack_wait="5s"):
+        # Every process is restarted on its ports: harness.restart_port()
+        # keeps them out of the range the kernel hands out meanwhile.
+        port = harness.restart_port
         self.cluster = harness.NatsCluster(3)
-        self.ferretdb = harness.FerretDB()
+        self.ferretdb = harness.FerretDB(port=port())
         self.ingests = [harness.Ingest(self.cluster.url, "--stream-replicas=3",
-                                       f"--duplicate-window={DUPLICATE_WINDOW}")
+                                       f"--duplicate-window={DUPLICATE_WINDOW}",
+                                       port=port(), metrics_port=port())
                         for _ in range(ingests)]
         self.transform = Downstream("transform", self.cluster.url, self.ferretdb.uri(),
-                                    ack_wait=ack_wait)
+                                    ack_wait=ack_wait, metrics_port=port())
         self.audit = Downstream("audit", self.cluster.url, self.ferretdb.uri(),
-                                ack_wait=ack_wait)
+                                ack_wait=ack_wait, metrics_port=port())
         self.exit_codes = {}
 
     @property
@@ -71,6 +75,7 @@ class Stack:
         every ingest ready, both consumers running."""
         for node in self.cluster.nodes:
             assert node.running() and not node.paused, f"{node.name} is down"
+        assert self.ferretdb.running(), f"FerretDB exited\n{self.ferretdb.log()[-3000:]}"
         self.cluster.wait_stream_current(STREAM, timeout=timeout)
         for ingest in self.ingests:
             ingest.wait_ready(timeout=timeout)

@@ -14,9 +14,9 @@ A writer paces itself at `rate` new records per second, in bursts of
 `burst` records (a stream's window, a batch), so that a run lasts as long
 as its faults do without piling up records a 2-core machine cannot drain,
 while a burst keeps many records in flight at once; retries do not count
-against the pace. Once told to stop it takes no
-new records but keeps retrying those it holds: a writer ends only when
-every record it attempted was acknowledged, given up, or refused for good.
+against the pace. Once told to stop it takes no new records but keeps
+retrying those it holds: a writer ends only when every record it attempted
+was acknowledged, given up, or refused for good.
 
 Threads: each writer's ledger is written by its own thread only; the test
 thread reads the counters (len() of a dict is atomic in CPython) to wait for
@@ -73,9 +73,8 @@ class Writer(threading.Thread):
     """The common part: ids, payloads, pace, retry bookkeeping. Subclasses
     implement work() with one RPC shape."""
 
-    shape = None
-
-    burst = 1
+    shape = None  # the RPC shape, also the records' type: fault.<shape>
+    burst = 1     # records the pace lets go at once
 
     def __init__(self, pb, target, name, stop, abort, rate, give_up_s=100.0, max_records=100000):
         super().__init__(name=name, daemon=True)
