@@ -4,7 +4,7 @@
  * flight and exits within the grace period.
  *
  * Signals are blocked in every thread and taken synchronously by the main
- * thread with sigwait, so no work happens in a signal handler. */
+ * thread with sigtimedwait, so no work happens in a signal handler. */
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -265,13 +265,38 @@ static int start(process *p)
     return 0;
 }
 
-/* Routes the services and serves until SIGTERM or SIGINT. */
+/* Warns when a valid record can make a message larger than the connected
+ * server's max_payload: such records are refused (RESOURCE_EXHAUSTED). Runs
+ * once connected, and again when a reconnect finds another max_payload
+ * (another member of a cluster); *seen is the last value looked at. */
+static void check_max_payload(sl_js *js, const sl_record_limits *lim, int64_t *seen)
+{
+    int64_t max = sl_js_max_payload(js);
+    size_t largest;
+
+    if (max <= 0 || max == *seen)
+        return;
+    *seen = max;
+    largest = sl_record_max_msg_bytes(lim) + sl_js_header_bytes(js);
+    if ((int64_t)largest > max)
+        sl_log(SL_LOG_WARN,
+               "a valid record can make a stream message of %zu bytes (--max-payload-bytes "
+               "%zu, plus key, attributes and headers), over the NATS server's max_payload "
+               "of %lld bytes: such records get RESOURCE_EXHAUSTED; raise max_payload on "
+               "the server or lower --max-payload-bytes",
+               largest, lim->max_payload_bytes, (long long)max);
+}
+
+/* Routes the services and serves until SIGTERM or SIGINT, looking at the
+ * server's max_payload once a second meanwhile. */
 static void serve(process *p, const sigset_t *signals)
 {
     ingest_config ic = {cfg.stream,        cfg.publish_timeout_ms, cfg.max_in_flight,
                         cfg.stream_window, cfg.max_batch,         {0}};
+    const struct timespec tick = {1, 0};
+    int64_t max_payload = 0;
     char nats[1024];
-    int sig = 0;
+    int sig;
 
     sl_record_limits_default(&ic.limits);
     ic.limits.max_payload_bytes = (size_t)cfg.max_payload_bytes;
@@ -288,7 +313,9 @@ static void serve(process *p, const sigset_t *signals)
     sl_log(SL_LOG_INFO, "listening on %s (%lld threads), metrics on %s, NATS %s, stream %s",
            cfg.listen, (long long)cfg.threads, cfg.metrics_listen, nats, cfg.stream);
 
-    sigwait(signals, &sig);
+    check_max_payload(p->js, &ic.limits, &max_payload);
+    while ((sig = sigtimedwait(signals, NULL, &tick)) < 0)
+        check_max_payload(p->js, &ic.limits, &max_payload);
     sl_log(SL_LOG_INFO, "%s received: draining (grace %lld ms)", strsignal(sig),
            (long long)cfg.shutdown_grace_ms);
 }

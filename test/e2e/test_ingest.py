@@ -14,6 +14,7 @@ import nats
 import pytest
 
 import harness
+import wire
 
 STREAM = "SLUICE"
 
@@ -184,6 +185,66 @@ def test_ingest_rejects_oversized_message(pb, nats_server):
         ch.close()
     finally:
         assert svc.stop() == 0
+
+
+# ---- what is stored: known fields only, within the server's max_payload ----
+
+def test_unknown_fields_are_not_stored(pb, ingest, nats_server, run):
+    """protobuf-c keeps the unknown fields of a request and would pack them
+    back: the stream gets only the record's known fields, also inside
+    event_time and the attribute entries."""
+    ch = grpc.insecure_channel(ingest.target)
+    call = wire.raw_method(ch, "Ingest")
+    rec = wire.record(
+        id="unk-1", key="k-1", payload=b'{"a":1}',
+        attributes=[wire.ld(1, "source") + wire.ld(2, "web") + wire.ld(7, "entry junk")],
+        event_time=wire.uint(1, 1700000000) + wire.uint(2, 5) + wire.ld(9, "time junk"),
+        extra=wire.ld(99, b"u" * (6 * 1024 * 1024)) + wire.uint(98, 7))
+    resp = pb.ingest.IngestResponse.FromString(call(wire.ingest_request(rec), timeout=30))
+    assert resp.id == "unk-1" and not resp.duplicate
+    msg = run(stream_msg(nats_server.url, resp.sequence))
+    expected = record(pb, id="unk-1", key="k-1", payload=b'{"a":1}',
+                      attributes={"source": "web"})
+    expected.event_time.seconds = 1700000000
+    expected.event_time.nanos = 5
+    assert len(msg.data) == expected.ByteSize() < 200, len(msg.data)
+    assert pb.ingest.Record.FromString(msg.data) == expected
+    ch.close()
+
+
+def test_message_over_server_max_payload(pb):
+    """A server with the default max_payload (1MB) and ingest's default 1 MiB
+    payload limit: a valid record whose message cannot fit gets
+    RESOURCE_EXHAUSTED naming the limit, never UNAVAILABLE (a retry cannot
+    help), and the connection stays up for the records that fit. The start
+    log warns about it."""
+    srv = harness.NatsServer(config="jetstream {}\n").start()
+    svc = harness.Ingest(srv.url).start()
+    try:
+        s, ch = stub(pb, svc)
+        limit = 1024 * 1024
+        # The body alone over max_payload (cnats refuses it), then a body that
+        # fits with headers that do not (the server would cut the connection).
+        for rid, size in (("mp-body", limit), ("mp-hdrs", limit - 25 - 40)):
+            payload = b'{"b":"' + b"x" * (size - 8) + b'"}'
+            assert len(payload) == size
+            t0 = time.monotonic()
+            with pytest.raises(grpc.RpcError) as err:
+                s.Ingest(pb.ingest.IngestRequest(record=record(pb, id=rid, payload=payload)),
+                         timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+            assert "max_payload of 1048576 bytes" in err.value.details(), err.value.details()
+            assert time.monotonic() - t0 < 2
+        ok = s.Ingest(pb.ingest.IngestRequest(record=record(pb, id="mp-ok")), timeout=10)
+        assert ok.sequence == 1
+        assert not svc.events("disconnected from NATS")
+        warned = [e["msg"] for e in svc.events() if e.get("level") == "warn" and
+                  "max_payload" in e.get("msg", "")]
+        assert warned and "1048576" in warned[0], svc.log()[-3000:]
+        ch.close()
+    finally:
+        assert svc.stop() == 0
+        srv.stop()
 
 
 # ---- IngestBatch -----------------------------------------------------------
