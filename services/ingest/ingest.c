@@ -29,6 +29,7 @@
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
 #include "sl_metrics.h"
+#include "sl_pb_check.h"
 #include "sl_time.h"
 
 #define METHOD_INGEST "/sluice.v1.IngestService/Ingest"
@@ -490,20 +491,87 @@ static void on_puback(void *closure, const sl_js_ack *ack)
     sl_call_unref_unlock(&c->base);
 }
 
-/* ---- reading requests -------------------------------------------------------------------- */
+/* ---- reading requests -------------------------------------------------------------------- *
+ *
+ * A request's bytes are checked before protobuf-c unpacks them
+ * (sl_pb_check): protobuf-c gives strings to C without their length, so
+ * "a\0b" would be read, validated and stored as "a". A record whose strings
+ * break those rules is rejected on its own, like any invalid record, with
+ * no id in its result: none of its strings can be trusted. */
+
+#define NOT_A_REQUEST "request: not a valid sluice.v1.IngestRequest message"
+#define NOT_A_BATCH "request: not a valid sluice.v1.IngestBatchRequest message"
+
+/* Checks and unpacks an IngestRequest: NULL when the bytes are not one;
+ * otherwise *bad tells whether a string broke the rules (why says which). */
+static Sluice__V1__IngestRequest *request_unpack(const uint8_t *data, size_t len, bool *bad,
+                                                 char *why, size_t whylen)
+{
+    sl_pb_result r = sl_pb_check(&sluice__v1__ingest_request__descriptor, data, len, why, whylen);
+    *bad = r == SL_PB_BAD_STRING;
+    return r == SL_PB_MALFORMED ? NULL : sluice__v1__ingest_request__unpack(NULL, len, data);
+}
+
+/* Fails a record before it is validated. */
+static void reject_locked(ingest_call *c, slot *s, const char *why)
+{
+    slot_clear(s);
+    s->call = c;
+    slot_fail(s, SL_GRPC_INVALID_ARGUMENT, why);
+}
 
 static void read_unary_locked(ingest_call *c, const uint8_t *data, size_t len)
 {
-    Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
+    char why[512];
+    bool bad;
+    Sluice__V1__IngestRequest *req = request_unpack(data, len, &bad, why, sizeof(why));
+
     if (req == NULL) {
-        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT,
-                           "request: not a valid sluice.v1.IngestRequest message");
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, NOT_A_REQUEST);
         return;
     }
-    submit_locked(c, &c->one, req->record, "record");
+    if (bad)
+        reject_locked(c, &c->one, why);
+    else
+        submit_locked(c, &c->one, req->record, "record");
     if (c->one.state == SLOT_DONE)
         answer_unary_locked(c);
     sluice__v1__ingest_request__free_unpacked(req, NULL);
+}
+
+/* What sl_pb_check_each found in a batch: records[i] fails alone; a bad
+ * string anywhere else fails the request. */
+typedef struct batch_faults {
+    ingest_call *c;
+    char other[512];
+} batch_faults;
+
+static void on_batch_fault(void *closure, uint32_t number, size_t index, const char *msg)
+{
+    batch_faults *bf = closure;
+    if (number == 1 && index < bf->c->nslots)
+        reject_locked(bf->c, &bf->c->slots[index], msg);
+    else if (bf->other[0] == '\0')
+        snprintf(bf->other, sizeof(bf->other), "%s", msg);
+}
+
+/* Rejects what sl_pb_check_each finds; false when the request as a whole
+ * is refused (its status sent). */
+static bool batch_check_locked(ingest_call *c, const uint8_t *data, size_t len)
+{
+    batch_faults bf = {c, ""};
+    char why[512];
+
+    if (sl_pb_check_each(&sluice__v1__ingest_batch_request__descriptor, data, len,
+                         on_batch_fault, &bf, why, sizeof(why)) == SL_PB_MALFORMED) {
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, NOT_A_BATCH);
+        return false;
+    }
+    if (bf.other[0] != '\0') {
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, bf.other);
+        return false;
+    }
+    return true;
 }
 
 static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
@@ -512,8 +580,7 @@ static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
     char msg[128];
 
     if (req == NULL) {
-        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT,
-                           "request: not a valid sluice.v1.IngestBatchRequest message");
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, NOT_A_BATCH);
         return;
     }
     if (req->n_records == 0 || req->n_records > (size_t)c->svc->cfg.max_batch) {
@@ -524,19 +591,25 @@ static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
         sl_call_status_locked(&c->base, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     } else {
         c->nslots = req->n_records;
-        for (size_t i = 0; i < req->n_records; i++) {
-            snprintf(msg, sizeof(msg), "records[%zu]", i);
-            submit_locked(c, &c->slots[i], req->records[i], msg);
+        if (batch_check_locked(c, data, len)) {
+            for (size_t i = 0; i < req->n_records; i++) {
+                if (c->slots[i].state == SLOT_DONE)
+                    continue; /* rejected by batch_check_locked */
+                snprintf(msg, sizeof(msg), "records[%zu]", i);
+                submit_locked(c, &c->slots[i], req->records[i], msg);
+            }
+            if (c->waiting == 0)
+                answer_batch_locked(c);
         }
-        if (c->waiting == 0)
-            answer_batch_locked(c);
     }
     sluice__v1__ingest_batch_request__free_unpacked(req, NULL);
 }
 
 static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
 {
-    Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
+    char why[512];
+    bool bad;
+    Sluice__V1__IngestRequest *req = request_unpack(data, len, &bad, why, sizeof(why));
     slot *s = stream_take_tail(c);
 
     if (s == NULL) {
@@ -544,13 +617,13 @@ static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
         sl_call_status_locked(&c->base, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (req == NULL) {
-        slot_clear(s);
-        slot_fail(s, SL_GRPC_INVALID_ARGUMENT, "request: not a valid sluice.v1.IngestRequest message");
-    } else {
+    if (req == NULL)
+        reject_locked(c, s, NOT_A_REQUEST);
+    else if (bad)
+        reject_locked(c, s, why);
+    else
         submit_locked(c, s, req->record, "record");
-        sluice__v1__ingest_request__free_unpacked(req, NULL);
-    }
+    sluice__v1__ingest_request__free_unpacked(req, NULL);
     if (!c->reading_done && !atomic_load(&c->svc->draining) &&
         c->tail - c->head < (size_t)c->svc->cfg.stream_window)
         sl_call_recv_locked(&c->base);

@@ -147,6 +147,63 @@ def test_ingest_rejects_invalid(pb, ingest, nats_server, run, name, fields, mess
     ch.close()
 
 
+BAD_STRINGS = [
+    ("nul in id", dict(id=b"a\0b"), "record.id: must not contain NUL bytes"),
+    ("nul in type", dict(type=b"order\0.created"), "record.type: must not contain NUL bytes"),
+    ("nul in key", dict(key=b"k\0"), "record.key: must not contain NUL bytes"),
+    ("nul in attribute key", dict(attributes=[(b"a\0b", b"v")]),
+     "record.attributes: a key must not contain NUL bytes"),
+    ("nul in attribute value", dict(attributes=[(b"a", b"\0")]),
+     "record.attributes: a value must not contain NUL bytes"),
+    ("invalid utf-8 key", dict(key=b"\xc3("), "record.key: must be valid UTF-8"),
+    ("surrogate in attribute value", dict(attributes=[(b"a", b"\xed\xa0\x80")]),
+     "record.attributes: a value must be valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize("name,fields,message", BAD_STRINGS, ids=[c[0] for c in BAD_STRINGS])
+def test_ingest_rejects_nul_and_invalid_utf8(pb, ingest, nats_server, run, name, fields, message):
+    """C strings end at the first NUL: "a\0b" must not be stored as "a".
+    Requests built byte by byte (the Python library refuses such strings)."""
+    ch = grpc.insecure_channel(ingest.target)
+    with pytest.raises(grpc.RpcError) as err:
+        wire.raw_method(ch, "Ingest")(wire.ingest_request(wire.record(**fields)), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == message
+    assert run(stream_count(nats_server.url)) == 0
+    ch.close()
+
+
+def test_batch_rejects_nul_per_record(pb, ingest, nats_server, run):
+    ch = grpc.insecure_channel(ingest.target)
+    recs = [wire.record(id=b"n-0"), wire.record(id=b"n-1\0x"), wire.record(id=b"n-2"),
+            wire.record(id=b"n-3", attributes=[(b"k", b"v\0")]), wire.record(id=b"n-4")]
+    raw = wire.raw_method(ch, "IngestBatch")(wire.batch_request(recs), timeout=10)
+    res = pb.ingest.IngestBatchResponse.FromString(raw).results
+    assert [r.WhichOneof("outcome") for r in res] == ["ack", "error", "ack", "error", "ack"]
+    # A record refused for its bytes gets no id back: none of its strings is trusted.
+    assert [r.id for r in res] == ["n-0", "", "n-2", "", "n-4"]
+    assert res[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert res[1].error.message == "records[1].id: must not contain NUL bytes"
+    assert res[3].error.message == "records[3].attributes: a value must not contain NUL bytes"
+    assert run(harness.stream_ids(nats_server.url)) == ["n-0", "n-2", "n-4"]
+    ch.close()
+
+
+def test_stream_rejects_nul_per_record(pb, ingest, nats_server, run):
+    ch = grpc.insecure_channel(ingest.target)
+    reqs = [wire.ingest_request(wire.record(id=b"sn-0")),
+            wire.ingest_request(wire.record(id=b"sn-1", type=b"a\0")),
+            wire.ingest_request(wire.record(id=b"sn-2"))]
+    res = [pb.ingest.IngestResult.FromString(r)
+           for r in wire.raw_method(ch, "IngestStream", stream=True)(iter(reqs), timeout=10)]
+    assert [r.WhichOneof("outcome") for r in res] == ["ack", "error", "ack"]
+    assert res[1].error.message == "record.type: must not contain NUL bytes"
+    assert res[1].id == ""
+    assert run(harness.stream_ids(nats_server.url)) == ["sn-0", "sn-2"]
+    ch.close()
+
+
 def test_ingest_rejects_bad_event_time(pb, ingest):
     s, ch = stub(pb, ingest)
     rec = record(pb)
