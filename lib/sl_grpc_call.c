@@ -78,7 +78,7 @@ void sl_call_send_locked(sl_call *c, uint8_t *body, size_t len, bool final, int 
         ops[n++].data.send_message.send_message = c->send_buf;
     }
     if (final) {
-        c->status_details = grpc_slice_from_copied_string(message ? message : "");
+        c->status_details = sl_grpc_status_slice(message);
         c->status_sent = true;
         sl_rpc_stats_handled(c->stats, code);
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;

@@ -20,6 +20,7 @@
 #include "sl_log.h"
 #include "sl_metrics.h"
 #include "sl_time.h"
+#include "sl_utf8.h"
 
 #define SL_ACCEPT_SLOTS 128
 #define SL_MAX_ROUTES 16
@@ -147,6 +148,14 @@ bool sl_grpc_md_get(const grpc_metadata_array *md, const char *key, char *out, s
     return false;
 }
 
+grpc_slice sl_grpc_status_slice(const char *message)
+{
+    char *text = sl_utf8_dup(message != NULL ? message : "");
+    if (text == NULL)
+        return grpc_empty_slice();
+    return grpc_slice_new(text, strlen(text), free);
+}
+
 /* ---- per-method counters ------------------------------------------------------ */
 
 static void stats_init(sl_rpc_stats *st, const char *path)
@@ -211,7 +220,7 @@ void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, cons
     sc->tag.done = status_call_done;
     sc->server = s;
     sc->call = call;
-    sc->details = grpc_slice_from_copied_string(message);
+    sc->details = sl_grpc_status_slice(message);
     sl_rpc_stats_handled(start->stats, code);
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;

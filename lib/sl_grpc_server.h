@@ -98,6 +98,11 @@ grpc_byte_buffer *sl_grpc_bb_wrap(uint8_t *data, size_t len);
  * to outlen-1); false when absent. */
 bool sl_grpc_md_get(const grpc_metadata_array *md, const char *key, char *out, size_t outlen);
 
+/* The details of a status, as gRPC sends them: message (NULL: none) made
+ * valid UTF-8 (sl_utf8), which the protocol requires and strict clients
+ * enforce. The caller owns the slice. */
+grpc_slice sl_grpc_status_slice(const char *message);
+
 /* Answers a new call with a status and nothing else, then hands it back to
  * the server. For calls a handler rejects before reading anything. */
 void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, const char *message);

@@ -13,6 +13,7 @@
 
 #include "sl_grpc_codes.h"
 #include "sl_time.h"
+#include "sl_utf8.h"
 
 void sl_record_limits_default(sl_record_limits *lim)
 {
@@ -196,8 +197,10 @@ static int check_attributes(const Sluice__V1__Record *r, const sl_record_limits 
             return SL_GRPC_INVALID_ARGUMENT;
         }
         if (kn > lim->max_attribute_bytes || vn > lim->max_attribute_bytes) {
-            snprintf(msg, len, "%s.attributes[\"%.64s\"]: key and value must be at most %zu "
-                     "bytes each", where, k, lim->max_attribute_bytes);
+            char quoted[65]; /* up to 64 bytes of the key, whole characters */
+            sl_utf8_copy(quoted, sizeof(quoted), k, kn);
+            snprintf(msg, len, "%s.attributes[\"%s\"]: key and value must be at most %zu "
+                     "bytes each", where, quoted, lim->max_attribute_bytes);
             return SL_GRPC_INVALID_ARGUMENT;
         }
         if (!bson_utf8_validate(k, kn, false) || !bson_utf8_validate(v, vn, false)) {

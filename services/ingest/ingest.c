@@ -31,6 +31,7 @@
 #include "sl_metrics.h"
 #include "sl_pb_check.h"
 #include "sl_time.h"
+#include "sl_utf8.h"
 
 #define METHOD_INGEST "/sluice.v1.IngestService/Ingest"
 #define METHOD_BATCH "/sluice.v1.IngestService/IngestBatch"
@@ -92,7 +93,7 @@ struct ingest_call {
     ingest_service *svc;
     rpc_kind kind;
     bool reading_done; /* the client half-closed, or the call died */
-    char traceparent[128];
+    char traceparent[SL_TRACEPARENT_MAX + 1]; /* longer values are cut */
     slot one; /* the unary call's slot */
     slot *slots; /* unary: &one; batch: one per record */
     size_t nslots;
@@ -201,12 +202,15 @@ static void slot_clear(slot *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* The record's answer is an error. message may quote a client's bytes or
+ * be cut by a buffer: it is kept as valid UTF-8, which strict clients need
+ * to read the response at all. */
 static void slot_fail(slot *s, int code, const char *message)
 {
     s->state = SLOT_DONE;
     s->code = code;
     free(s->message);
-    s->message = strdup(message);
+    s->message = sl_utf8_dup(message);
 }
 
 static const char *slot_message(const slot *s)
@@ -227,7 +231,8 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     slot_clear(s);
     s->call = c;
     s->state = SLOT_DONE;
-    if (r != NULL)
+    /* Only a valid id is ever echoed (an invalid one may not even be text). */
+    if (r != NULL && sl_record_id_valid(r->id))
         snprintf(s->id, sizeof(s->id), "%s", r->id);
     code = sl_record_validate(r, &svc->cfg.limits, where, err, sizeof(err));
     if (code != 0)

@@ -204,6 +204,72 @@ def test_stream_rejects_nul_per_record(pb, ingest, nats_server, run):
     ch.close()
 
 
+EURO = "\u20ac"  # three bytes in UTF-8: a byte limit can cut it in half
+
+
+def echo_cases():
+    """Records whose error or id could carry invalid UTF-8 back to the
+    client, each with the message its result must have."""
+    long_key = (EURO * 1400).encode()  # 4200 bytes: over the 4096-byte limit
+    return [
+        (wire.record(id=b"\xff\xfe-1"), "records[{i}].id: must be valid UTF-8"),
+        (wire.record(id=(EURO * 50).encode()),  # 150 bytes: cut at 128 before
+         "records[{i}].id: must be 1 to 128 characters of [A-Za-z0-9._:-] (or empty for "
+         "a server-assigned id)"),
+        (wire.record(id="caf\u00e9".encode()),
+         "records[{i}].id: must be 1 to 128 characters of [A-Za-z0-9._:-] (or empty for "
+         "a server-assigned id)"),
+        (wire.record(id=b"e-3", attributes=[(long_key, b"v")]),
+         # the quoted key is cut on a character boundary: 21 euros, 63 bytes
+         'records[{i}].attributes["' + EURO * 21 + '"]: key and value must be at most '
+         "4096 bytes each"),
+        (wire.record(id=b"e-4", attributes=[(b"k\xc3", b"v")]),
+         "records[{i}].attributes: a key must be valid UTF-8"),
+    ]
+
+
+def test_batch_never_echoes_invalid_utf8(pb, ingest, nats_server, run):
+    """A strict client (Python, Go) cannot parse a response holding invalid
+    UTF-8: one bad record must not cost the others their results."""
+    ch = grpc.insecure_channel(ingest.target)
+    cases = echo_cases()
+    recs = [wire.record(id=b"e-ok-0")] + [r for r, _ in cases] + [wire.record(id=b"e-ok-1")]
+    raw = wire.raw_method(ch, "IngestBatch")(wire.batch_request(recs), timeout=10)
+    res = pb.ingest.IngestBatchResponse.FromString(raw).results  # parses: all valid UTF-8
+    assert len(res) == len(recs)
+    assert res[0].WhichOneof("outcome") == "ack" and res[0].id == "e-ok-0"
+    assert res[-1].WhichOneof("outcome") == "ack" and res[-1].id == "e-ok-1"
+    for i, (_, message) in enumerate(cases, start=1):
+        assert res[i].WhichOneof("outcome") == "error"
+        assert res[i].error.message == message.format(i=i)
+        assert res[i].id in ("", "e-3"), res[i].id  # only a valid id comes back
+    assert run(harness.stream_ids(nats_server.url)) == ["e-ok-0", "e-ok-1"]
+    ch.close()
+
+
+def test_stream_never_echoes_invalid_utf8(pb, ingest, nats_server, run):
+    ch = grpc.insecure_channel(ingest.target)
+    cases = echo_cases()
+    reqs = [wire.ingest_request(r) for r, _ in cases] + [
+        wire.ingest_request(wire.record(id=b"e-ok"))]
+    raw = list(wire.raw_method(ch, "IngestStream", stream=True)(iter(reqs), timeout=10))
+    res = [pb.ingest.IngestResult.FromString(r) for r in raw]
+    assert [r.WhichOneof("outcome") for r in res] == ["error"] * len(cases) + ["ack"]
+    for r, (_, message) in zip(res, cases):
+        assert r.error.message == message.replace("records[{i}]", "record")
+    ch.close()
+
+
+def test_unary_status_message_is_utf8(pb, ingest):
+    ch = grpc.insecure_channel(ingest.target)
+    rec, message = echo_cases()[3]
+    with pytest.raises(grpc.RpcError) as err:
+        wire.raw_method(ch, "Ingest")(wire.ingest_request(rec), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == message.replace("records[{i}]", "record")
+    ch.close()
+
+
 def test_ingest_rejects_bad_event_time(pb, ingest):
     s, ch = stub(pb, ingest)
     rec = record(pb)

@@ -143,6 +143,29 @@ static void test_key_and_attributes(void)
     CHECK(validate(&r) == 0);
 }
 
+/* A message quotes at most 64 bytes of an attribute key, cut before a
+ * character rather than inside one: messages go to strict clients. */
+static void test_quoted_key_is_utf8(void)
+{
+    static char k[4200 + 1];
+    Sluice__V1__Record r;
+    Sluice__V1__Record__AttributesEntry e, *entries[1] = {&e};
+    char want[256];
+
+    for (size_t i = 0; i < 4200; i += 3)
+        memcpy(k + i, "\xe2\x82\xac", 3);
+    make(&r, "a", "{}");
+    sluice__v1__record__attributes_entry__init(&e);
+    e.key = k;
+    e.value = "v";
+    r.n_attributes = 1;
+    r.attributes = entries;
+    CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+    snprintf(want, sizeof(want), "record.attributes[\"%.63s\"]: key and value must be at most "
+             "4096 bytes each", k);
+    CHECK_STR(msg, want);
+}
+
 static void test_event_time(void)
 {
     Sluice__V1__Record r;
@@ -325,6 +348,7 @@ int main(void)
     TEST(test_payload_rules);
     TEST(test_payload_limit);
     TEST(test_key_and_attributes);
+    TEST(test_quoted_key_is_utf8);
     TEST(test_event_time);
     TEST(test_uuid_v7);
     TEST(test_to_msg);
