@@ -71,8 +71,13 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
 void sl_grpc_server_route(sl_grpc_server *s, const char *method, sl_rpc_handler handler,
                           void *closure);
 
-/* Starts the workers and begins accepting. */
-void sl_grpc_server_start(sl_grpc_server *s);
+/* Starts the workers and begins accepting. false, with err set to one line
+ * and nothing accepted, when a worker thread cannot be started; the server
+ * must still be stopped. */
+bool sl_grpc_server_start(sl_grpc_server *s, char *err, size_t errlen);
+
+/* The bound port, useful after asking for port 0. */
+int sl_grpc_server_port(const sl_grpc_server *s);
 
 grpc_completion_queue *sl_grpc_server_cq(sl_grpc_server *s);
 

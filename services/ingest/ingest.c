@@ -107,21 +107,29 @@ static void slot_clear(slot *s);
 
 /* ---- call life ------------------------------------------------------------- */
 
-/* sl_call_ops.destroy: the last reference is gone. */
-static void call_destroy(sl_call *b)
+/* sl_call_ops.unlink: the last reference is gone; a stream leaves
+ * svc->streams, where ingest_service_drain may be about to lock it (its
+ * mutex is destroyed only after this). */
+static void call_unlink(sl_call *b)
 {
     ingest_call *c = (ingest_call *)b;
     ingest_service *svc = c->svc;
-    if (c->kind == RPC_STREAM) {
-        pthread_mutex_lock(&svc->mu);
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            svc->streams = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        pthread_mutex_unlock(&svc->mu);
-    }
+    if (c->kind != RPC_STREAM)
+        return;
+    pthread_mutex_lock(&svc->mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        svc->streams = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&svc->mu);
+}
+
+/* sl_call_ops.destroy: frees the call. */
+static void call_destroy(sl_call *b)
+{
+    ingest_call *c = (ingest_call *)b;
     for (size_t i = 0; i < c->nslots; i++)
         slot_clear(&c->slots[i]);
     if (c->slots != &c->one)
@@ -667,7 +675,8 @@ static void call_sent(sl_call *b)
         pump_stream_locked(c);
 }
 
-static const sl_call_ops ingest_call_ops = {call_recv, call_sent, NULL, call_destroy};
+static const sl_call_ops ingest_call_ops = {
+    .recv = call_recv, .sent = call_sent, .unlink = call_unlink, .destroy = call_destroy};
 
 /* ---- accepting calls --------------------------------------------------------------------- */
 
@@ -714,9 +723,20 @@ static void handle_stream(void *svc, const sl_rpc_start *start)
 
 /* ---- the service ---------------------------------------------------------------------------- */
 
+#define IN_FLIGHT_GAUGE "sluice_ingest_records_in_flight"
+#define IN_FLIGHT_HELP "Records published and not yet acknowledged by JetStream."
+
+/* The HTTP thread, for each scrape. */
 static double in_flight_gauge(void *svc)
 {
     return (double)ingest_service_in_flight(svc);
+}
+
+/* What the gauge reads once the service is gone. */
+static double no_service_gauge(void *closure)
+{
+    (void)closure;
+    return 0;
 }
 
 static void metrics_init(ingest_service *svc)
@@ -736,9 +756,7 @@ static void metrics_init(ingest_service *svc)
                             "Time from JetStream publish to its PubAck (or failure).", NULL,
                             sl_metrics_latency_buckets, sl_metrics_latency_nbuckets),
         NULL);
-    sl_metric_gauge_fn("sluice_ingest_records_in_flight",
-                       "Records published and not yet acknowledged by JetStream.",
-                       in_flight_gauge, svc);
+    sl_metric_gauge_fn(IN_FLIGHT_GAUGE, IN_FLIGHT_HELP, in_flight_gauge, svc);
 }
 
 ingest_service *ingest_service_new(const ingest_config *cfg, sl_grpc_server *srv, sl_js *js)
@@ -780,6 +798,9 @@ void ingest_service_free(ingest_service *svc)
 {
     if (svc == NULL)
         return;
+    /* A scrape calls the gauge with the registry locked, and replacing it
+     * takes that lock: once replaced, no scrape can reach svc. */
+    sl_metric_gauge_fn(IN_FLIGHT_GAUGE, IN_FLIGHT_HELP, no_service_gauge, NULL);
     pthread_mutex_destroy(&svc->mu);
     free(svc);
 }

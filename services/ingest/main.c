@@ -91,7 +91,8 @@ static const sl_option options[] = {
     {"threads", "SLUICE_THREADS", SL_OPT_INT, "0", "gRPC worker threads (0: one per core)",
      &cfg.threads, 0, 1024, NULL},
     {"shutdown-grace", "SLUICE_SHUTDOWN_GRACE", SL_OPT_DURATION, "10s",
-     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, 0, NULL},
+     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, MAX_DURATION_MS,
+     NULL},
     {"log-level", "SLUICE_LOG_LEVEL", SL_OPT_STRING, "info", "debug, info, warn or error",
      &cfg.log_level, 0, 0, NULL},
     {0}};
@@ -158,8 +159,10 @@ static void drain_all(void *closure)
 {
     services *sv = closure;
     atomic_store(&sv->draining, true);
-    health_service_drain(sv->health);
-    ingest_service_drain(sv->ingest);
+    if (sv->health != NULL)
+        health_service_drain(sv->health);
+    if (sv->ingest != NULL)
+        ingest_service_drain(sv->ingest);
 }
 
 static bool js_ready(void *js)
@@ -187,7 +190,7 @@ static double js_ready_gauge(void *js)
     return sl_js_ready(js) ? 1 : 0;
 }
 
-/* Everything the process runs, in start order; stop() undoes it in reverse. */
+/* Everything the process runs, in start order. */
 typedef struct process {
     sl_http *http;
     sl_grpc_server *srv;
@@ -195,15 +198,19 @@ typedef struct process {
     services sv;
 } process;
 
+/* Stops what runs, then frees what it used. The gRPC server drains first,
+ * while /readyz still answers (draining); the HTTP endpoint stops before
+ * the services and the JetStream connection its gauges and /readyz read
+ * are freed. */
 static void stop(process *p, int64_t grace_ms)
 {
     if (p->srv != NULL)
-        sl_grpc_server_stop(p->srv, grace_ms, p->sv.ingest ? drain_all : NULL, &p->sv);
+        sl_grpc_server_stop(p->srv, grace_ms, drain_all, &p->sv);
+    sl_http_stop(p->http);
     health_service_free(p->sv.health);
     reflection_service_free(p->sv.reflection);
     sl_reflect_free(p->sv.index);
     ingest_service_free(p->sv.ingest);
-    sl_http_stop(p->http);
     sl_js_close(p->js);
     grpc_shutdown();
     nats_Close();
@@ -288,8 +295,9 @@ static void check_max_payload(sl_js *js, const sl_record_limits *lim, int64_t *s
 }
 
 /* Routes the services and serves until SIGTERM or SIGINT, looking at the
- * server's max_payload once a second meanwhile. */
-static void serve(process *p, const sigset_t *signals)
+ * server's max_payload once a second meanwhile. Returns 0, or 2 with one
+ * line on stderr when the services cannot start. */
+static int serve(process *p, const sigset_t *signals)
 {
     ingest_config ic = {cfg.stream,        cfg.publish_timeout_ms, cfg.max_in_flight,
                         cfg.stream_window, cfg.max_batch,         {0}};
@@ -306,9 +314,12 @@ static void serve(process *p, const sigset_t *signals)
         sl_log(SL_LOG_WARN, "JetStream not ready yet; serving, calls fail UNAVAILABLE until it is");
     p->sv.ingest = ingest_service_new(&ic, p->srv, p->js);
     p->sv.health = health_service_new(p->srv, js_ready, p->js);
+    if (p->sv.ingest == NULL || p->sv.health == NULL)
+        return fail("cannot start the gRPC services: out of memory or threads");
     p->sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
     p->sv.reflection = p->sv.index ? reflection_service_new(p->srv, p->sv.index) : NULL;
-    sl_grpc_server_start(p->srv);
+    if (!sl_grpc_server_start(p->srv, nats, sizeof(nats)))
+        return fail(nats);
     sl_nats_url_redact(cfg.nats_url, nats, sizeof(nats));
     sl_log(SL_LOG_INFO, "listening on %s (%lld threads), metrics on %s, NATS %s, stream %s",
            cfg.listen, (long long)cfg.threads, cfg.metrics_listen, nats, cfg.stream);
@@ -318,6 +329,7 @@ static void serve(process *p, const sigset_t *signals)
         check_max_payload(p->js, &ic.limits, &max_payload);
     sl_log(SL_LOG_INFO, "%s received: draining (grace %lld ms)", strsignal(sig),
            (long long)cfg.shutdown_grace_ms);
+    return 0;
 }
 
 static int run(void)
@@ -329,7 +341,7 @@ static int run(void)
     block_signals(&signals);
     rc = start(&p);
     if (rc == 0)
-        serve(&p, &signals);
+        rc = serve(&p, &signals);
     stop(&p, cfg.shutdown_grace_ms);
     if (rc == 0)
         sl_log(SL_LOG_INFO, "stopped");
