@@ -287,6 +287,19 @@ void sl_uuid_v7(char out[SL_UUID_LEN])
 
 /* ---- the stored message ------------------------------------------------ */
 
+/* Sizes computed from limits saturate at SIZE_MAX rather than wrap. */
+static size_t add(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_add_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
+static size_t mul(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
 /* Bytes of a base-128 varint holding v. */
 static size_t varint_bytes(uint64_t v)
 {
@@ -300,32 +313,33 @@ static size_t varint_bytes(uint64_t v)
  * 16 (a one-byte tag), as every Record field has. */
 static size_t field_bytes(size_t len)
 {
-    return 1 + varint_bytes(len) + len;
+    return add(1 + varint_bytes(len), len);
 }
 
 /* Bytes of one "name: value\r\n" header line. */
 static size_t header_bytes(const char *name, size_t value_len)
 {
-    return strlen(name) + 2 + value_len + 2;
+    return add(strlen(name) + 4, value_len);
 }
 
 size_t sl_record_max_msg_bytes(const sl_record_limits *lim)
 {
     /* Timestamp: seconds (negative: a 10-byte varint), nanos (5 bytes). */
     const size_t event_time = field_bytes(1 + 10 + 1 + 5);
-    const size_t entry = field_bytes(2 * field_bytes(lim->max_attribute_bytes));
+    const size_t entry = field_bytes(mul(2, field_bytes(lim->max_attribute_bytes)));
     const size_t received_at = sizeof("2006-01-02T15:04:05.000000000Z") - 1;
-    size_t body, headers;
+    const size_t fixed_headers = sizeof("NATS/1.0\r\n") - 1 +
+                                 header_bytes(SL_HDR_MSG_ID, SL_RECORD_ID_MAX) +
+                                 header_bytes(SL_HDR_TYPE, SL_RECORD_TYPE_MAX) +
+                                 header_bytes(SL_HDR_RECEIVED_AT, received_at) +
+                                 header_bytes(SL_HDR_TRACEPARENT, SL_TRACEPARENT_MAX) + 2;
+    size_t n = field_bytes(SL_RECORD_ID_MAX) + field_bytes(SL_RECORD_TYPE_MAX) + event_time +
+               fixed_headers;
 
-    body = field_bytes(SL_RECORD_ID_MAX) + field_bytes(SL_RECORD_TYPE_MAX) +
-           field_bytes(lim->max_key_bytes) + field_bytes(lim->max_payload_bytes) +
-           lim->max_attributes * entry + event_time;
-    headers = sizeof("NATS/1.0\r\n") - 1 + header_bytes(SL_HDR_MSG_ID, SL_RECORD_ID_MAX) +
-              header_bytes(SL_HDR_TYPE, SL_RECORD_TYPE_MAX) +
-              header_bytes(SL_HDR_KEY, lim->max_key_bytes) +
-              header_bytes(SL_HDR_RECEIVED_AT, received_at) +
-              header_bytes(SL_HDR_TRACEPARENT, SL_TRACEPARENT_MAX) + 2;
-    return body + headers;
+    n = add(n, field_bytes(lim->max_key_bytes));
+    n = add(n, header_bytes(SL_HDR_KEY, lim->max_key_bytes));
+    n = add(n, field_bytes(lim->max_payload_bytes));
+    return add(n, mul(lim->max_attributes, entry));
 }
 
 /* Packs the stored form of r, with id in place of its own: a new Record of

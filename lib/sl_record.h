@@ -69,7 +69,8 @@ void sl_uuid_v7(char out[SL_UUID_LEN]);
  * its limit, the widest event_time, and the headers sl_record_to_msg sets
  * with a traceparent of SL_TRACEPARENT_MAX bytes and no principal. With the
  * default limits: 1,576,282 bytes (1 MiB + 515 KiB). A publisher adds its
- * own headers on top (sl_js_header_bytes). */
+ * own headers on top (sl_js_header_bytes). SIZE_MAX when limits make it
+ * larger than a size_t. */
 size_t sl_record_max_msg_bytes(const sl_record_limits *lim);
 
 /* Builds the stream message for r with the given id (the client's or a

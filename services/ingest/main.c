@@ -284,8 +284,9 @@ static void check_max_payload(sl_js *js, const sl_record_limits *lim, int64_t *s
     if (max <= 0 || max == *seen)
         return;
     *seen = max;
-    largest = sl_record_max_msg_bytes(lim) + sl_js_header_bytes(js);
-    if ((int64_t)largest > max)
+    largest = sl_record_max_msg_bytes(lim);
+    largest += largest < SIZE_MAX - sl_js_header_bytes(js) ? sl_js_header_bytes(js) : 0;
+    if (largest > (uint64_t)max)
         sl_log(SL_LOG_WARN,
                "a valid record can make a stream message of %zu bytes (--max-payload-bytes "
                "%zu, plus key, attributes and headers), over the NATS server's max_payload "

@@ -1,5 +1,6 @@
 /* Unit tests for sl_record: every validation rule, UUIDv7 ids, and the stream
  * message a record becomes. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -336,6 +337,20 @@ static void test_max_msg_bytes(void)
     CHECK(bound > 1024 * 1024 + 512 * 1024 && bound < 1024 * 1024 + 520 * 1024);
 }
 
+/* Limits no configuration allows still give a bound, not a wrapped one. */
+static void test_max_msg_bytes_saturates(void)
+{
+    sl_record_limits huge = lim;
+    huge.max_attributes = SIZE_MAX / 1024;
+    CHECK(sl_record_max_msg_bytes(&huge) == SIZE_MAX);
+    huge = lim;
+    huge.max_payload_bytes = SIZE_MAX - 16;
+    CHECK(sl_record_max_msg_bytes(&huge) == SIZE_MAX);
+    huge = lim;
+    huge.max_attribute_bytes = SIZE_MAX / 2;
+    CHECK(sl_record_max_msg_bytes(&huge) == SIZE_MAX);
+}
+
 int main(void)
 {
     sl_record_limits_default(&lim);
@@ -354,6 +369,7 @@ int main(void)
     TEST(test_to_msg);
     TEST(test_to_msg_known_fields_only);
     TEST(test_max_msg_bytes);
+    TEST(test_max_msg_bytes_saturates);
     nats_Close();
     return UNIT_RESULT();
 }
