@@ -419,8 +419,8 @@ static int start_workers(sl_grpc_server *s, int n)
     s->workers = calloc((size_t)n, sizeof(pthread_t));
     if (s->workers == NULL)
         return ENOMEM;
-    while (s->nstarted < n && (e = pthread_create(&s->workers[s->nstarted], NULL, worker_main,
-                                                   s)) == 0)
+    while (s->nstarted < n &&
+           (e = pthread_create(&s->workers[s->nstarted], NULL, worker_main, s)) == 0)
         s->nstarted++;
     return e;
 }
@@ -487,8 +487,8 @@ static int wait_calls(sl_grpc_server *s, int64_t until)
 static void run_queue(sl_grpc_server *s, bool all)
 {
     for (;;) {
-        gpr_timespec tick = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                         gpr_time_from_millis(50, GPR_TIMESPAN));
+        gpr_timespec tick =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN));
         grpc_event ev;
         bool done;
 

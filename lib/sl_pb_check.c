@@ -67,8 +67,8 @@ static size_t path_push(walker *w, const char *fmt, ...)
     n = vsnprintf(w->path + w->plen, sizeof(w->path) - w->plen, fmt, ap);
     va_end(ap);
     if (n > 0)
-        w->plen += (size_t)n < sizeof(w->path) - w->plen ? (size_t)n
-                                                         : sizeof(w->path) - 1 - w->plen;
+        w->plen +=
+            (size_t)n < sizeof(w->path) - w->plen ? (size_t)n : sizeof(w->path) - 1 - w->plen;
     return before;
 }
 
@@ -213,8 +213,7 @@ static sl_pb_result check_field(walker *w, const ProtobufCMessageDescriptor *des
     sl_pb_result r;
     size_t mark;
 
-    if (fd == NULL ||
-        (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE))
+    if (fd == NULL || (fd->type != PROTOBUF_C_TYPE_STRING && fd->type != PROTOBUF_C_TYPE_MESSAGE))
         return SL_PB_OK; /* unknown, or not a string */
     mark = name_field(w, fd, start, f, map_entry);
     if (f->wire_type != WIRE_LEN)
@@ -249,8 +248,8 @@ static sl_pb_result check_message(walker *w, const ProtobufCMessageDescriptor *d
 
 /* ---- entry points ------------------------------------------------------------ */
 
-sl_pb_result sl_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                         size_t len, char *msg, size_t msglen)
+sl_pb_result sl_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         char *msg, size_t msglen)
 {
     walker w = {.base = data, .msg = msg, .msglen = msglen};
     return check_message(&w, desc, data, len, 0, false);

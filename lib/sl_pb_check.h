@@ -45,8 +45,8 @@ typedef enum sl_pb_result {
 
 /* Checks the message of type desc encoded in data[0..len). On anything but
  * SL_PB_OK, msg (msglen bytes, may be 0) receives one line. */
-sl_pb_result sl_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
-                         size_t len, char *msg, size_t msglen);
+sl_pb_result sl_pb_check(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                         char *msg, size_t msglen);
 
 /* Called by sl_pb_check_each for each occurrence of a top-level field that
  * holds a bad string: number is the field's number, index counts that

@@ -575,8 +575,8 @@ static bool batch_check_locked(ingest_call *c, const uint8_t *data, size_t len)
     batch_faults bf = {c, ""};
     char why[512];
 
-    if (sl_pb_check_each(&sluice__v1__ingest_batch_request__descriptor, data, len,
-                         on_batch_fault, &bf, why, sizeof(why)) == SL_PB_MALFORMED) {
+    if (sl_pb_check_each(&sluice__v1__ingest_batch_request__descriptor, data, len, on_batch_fault,
+                         &bf, why, sizeof(why)) == SL_PB_MALFORMED) {
         sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, NOT_A_BATCH);
         return false;
     }

@@ -3,8 +3,9 @@
  * An ingest_service joins the gRPC server (sl_grpc_server) to JetStream
  * (sl_js). Each call is a small state machine driven by completion-queue tags
  * and by PubAck callbacks; no thread ever waits for a PubAck. A record's
- * journey: decode -> validate (sl_record) -> take an in-flight slot -> build
- * the stream message -> js publish -> PubAck -> answer. The client's answer is
+ * journey: check its strings on the wire (sl_pb_check) -> decode -> validate
+ * (sl_record) -> take an in-flight slot -> build the stream message (known
+ * fields only) -> js publish -> PubAck -> answer. The client's answer is
  * sent only from the PubAck (or its failure), which is the product's promise:
  * an ack means JetStream stored the record. */
 #ifndef SLUICE_INGEST_H

@@ -91,8 +91,7 @@ static const sl_option options[] = {
     {"threads", "SLUICE_THREADS", SL_OPT_INT, "0", "gRPC worker threads (0: one per core)",
      &cfg.threads, 0, 1024, NULL},
     {"shutdown-grace", "SLUICE_SHUTDOWN_GRACE", SL_OPT_DURATION, "10s",
-     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, MAX_DURATION_MS,
-     NULL},
+     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, MAX_DURATION_MS, NULL},
     {"log-level", "SLUICE_LOG_LEVEL", SL_OPT_STRING, "info", "debug, info, warn or error",
      &cfg.log_level, 0, 0, NULL},
     {0}};

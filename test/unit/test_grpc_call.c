@@ -54,8 +54,7 @@ static void t_destroy(sl_call *c)
     free(c);
 }
 
-static const sl_call_ops test_ops = {
-    .recv = t_recv, .unlink = t_unlink, .destroy = t_destroy};
+static const sl_call_ops test_ops = {.recv = t_recv, .unlink = t_unlink, .destroy = t_destroy};
 
 static void handle(void *closure, const sl_rpc_start *start)
 {
@@ -82,8 +81,8 @@ static grpc_status_code call_server(int port, char *out, size_t outlen)
     char target[64];
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
-                                         gpr_time_from_seconds(10, GPR_TIMESPAN));
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(10, GPR_TIMESPAN));
     grpc_slice method = grpc_slice_from_static_string(METHOD), details = grpc_empty_slice();
     grpc_status_code status = GRPC_STATUS_UNKNOWN;
     grpc_metadata_array initial, trailing;
@@ -93,8 +92,8 @@ static grpc_status_code call_server(int port, char *out, size_t outlen)
 
     snprintf(target, sizeof(target), "127.0.0.1:%d", port);
     ch = grpc_channel_create(target, creds, NULL);
-    call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL,
-                                    deadline, NULL);
+    call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, deadline,
+                                    NULL);
     grpc_metadata_array_init(&initial);
     grpc_metadata_array_init(&trailing);
     memset(ops, 0, sizeof(ops));

@@ -141,11 +141,11 @@ static void test_map_entries(void)
 static void test_unknown_fields_skipped(void)
 {
     wire r = good_record(), q;
-    put_bytes(&r, 99, "a\0\xff", 3);     /* LEN */
-    put_varint(&r, 98 << 3 | 1);         /* fixed64 */
+    put_bytes(&r, 99, "a\0\xff", 3); /* LEN */
+    put_varint(&r, 98 << 3 | 1);     /* fixed64 */
     for (int i = 0; i < 8; i++)
         put_byte(&r, 0);
-    put_varint(&r, 97 << 3 | 5);         /* fixed32 */
+    put_varint(&r, 97 << 3 | 5); /* fixed32 */
     for (int i = 0; i < 4; i++)
         put_byte(&r, 0xff);
     q = request_of(&r);
@@ -218,7 +218,7 @@ static void test_malformed(void)
         const char *why;
     } cases[] = {
         {"\x0a\x80", 2, "byte 1: truncated varint"},
-        {"\x0a\x05" "ab", 4, "byte 1: length 5 past the end"},
+        {"\x0a\005ab", 4, "byte 1: length 5 past the end"},
         {"\x0b", 1, "byte 0: wire type 3 (groups are not read)"},
         {"\x0c", 1, "byte 0: wire type 4 (groups are not read)"},
         {"\x0e", 1, "byte 0: wire type 6"},

@@ -66,8 +66,8 @@ static void test_ns_from_unix(void)
     CHECK(sl_time_ns_from_unix(-9223372037LL, 145224192, &ns) && ns == INT64_MIN);
     ns = 7;
     CHECK(!sl_time_ns_from_unix(9223372036LL, 854775808, &ns));
-    CHECK(!sl_time_ns_from_unix(253402300799LL, 999999999, &ns));  /* 9999-12-31 */
-    CHECK(!sl_time_ns_from_unix(-62135596800LL, 0, &ns));          /* 0001-01-01 */
+    CHECK(!sl_time_ns_from_unix(253402300799LL, 999999999, &ns)); /* 9999-12-31 */
+    CHECK(!sl_time_ns_from_unix(-62135596800LL, 0, &ns));         /* 0001-01-01 */
     CHECK(!sl_time_ns_from_unix(INT64_MAX, 0, &ns));
     CHECK(!sl_time_ns_from_unix(INT64_MIN, 0, &ns));
     CHECK(!sl_time_ns_from_unix(0, 1000000000, &ns)); /* nanos out of [0, 1e9) */
