@@ -4,7 +4,7 @@
  * flight and exits within the grace period.
  *
  * Signals are blocked in every thread and taken synchronously by the main
- * thread with sigwait, so no work happens in a signal handler. */
+ * thread with sigtimedwait, so no work happens in a signal handler. */
 #include <grpc/grpc.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -92,7 +92,7 @@ static const sl_option options[] = {
     {"threads", "SLUICE_THREADS", SL_OPT_INT, "0", "gRPC worker threads (0: one per core)",
      &cfg.threads, 0, 1024, NULL},
     {"shutdown-grace", "SLUICE_SHUTDOWN_GRACE", SL_OPT_DURATION, "10s",
-     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, 0, NULL},
+     "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, MAX_DURATION_MS, NULL},
     {"log-level", "SLUICE_LOG_LEVEL", SL_OPT_STRING, "info", "debug, info, warn or error",
      &cfg.log_level, 0, 0, NULL},
     {0}};
@@ -161,8 +161,10 @@ static void drain_all(void *closure)
 {
     services *sv = closure;
     atomic_store(&sv->draining, true);
-    health_service_drain(sv->health);
-    ingest_service_drain(sv->ingest);
+    if (sv->health != NULL)
+        health_service_drain(sv->health);
+    if (sv->ingest != NULL)
+        ingest_service_drain(sv->ingest);
 }
 
 static bool js_ready(void *js)
@@ -190,7 +192,7 @@ static double js_ready_gauge(void *js)
     return sl_js_ready(js) ? 1 : 0;
 }
 
-/* Everything the process runs, in start order; stop() undoes it in reverse. */
+/* Everything the process runs, in start order. */
 typedef struct process {
     sl_http *http;
     sl_grpc_server *srv;
@@ -199,15 +201,19 @@ typedef struct process {
     services sv;
 } process;
 
+/* Stops what runs, then frees what it used. The gRPC server drains first,
+ * while /readyz still answers (draining); the HTTP endpoint stops before
+ * the services and the JetStream connection its gauges and /readyz read
+ * are freed. */
 static void stop(process *p, int64_t grace_ms)
 {
     if (p->srv != NULL)
-        sl_grpc_server_stop(p->srv, grace_ms, p->sv.ingest ? drain_all : NULL, &p->sv);
+        sl_grpc_server_stop(p->srv, grace_ms, drain_all, &p->sv);
+    sl_http_stop(p->http);
     health_service_free(p->sv.health);
     reflection_service_free(p->sv.reflection);
     sl_reflect_free(p->sv.index);
     ingest_service_free(p->sv.ingest);
-    sl_http_stop(p->http);
     lag_watch_stop(p->lag);
     sl_js_close(p->js);
     grpc_shutdown();
@@ -271,13 +277,40 @@ static int start(process *p)
     return 0;
 }
 
-/* Routes the services and serves until SIGTERM or SIGINT. */
-static void serve(process *p, const sigset_t *signals)
+/* Warns when a valid record can make a message larger than the connected
+ * server's max_payload: such records are refused (RESOURCE_EXHAUSTED). Runs
+ * once connected, and again when a reconnect finds another max_payload
+ * (another member of a cluster); *seen is the last value looked at. */
+static void check_max_payload(sl_js *js, const sl_record_limits *lim, int64_t *seen)
+{
+    int64_t max = sl_js_max_payload(js);
+    size_t largest;
+
+    if (max <= 0 || max == *seen)
+        return;
+    *seen = max;
+    largest = sl_record_max_msg_bytes(lim);
+    largest += largest < SIZE_MAX - sl_js_header_bytes(js) ? sl_js_header_bytes(js) : 0;
+    if (largest > (uint64_t)max)
+        sl_log(SL_LOG_WARN,
+               "a valid record can make a stream message of %zu bytes (--max-payload-bytes "
+               "%zu, plus key, attributes and headers), over the NATS server's max_payload "
+               "of %lld bytes: such records get RESOURCE_EXHAUSTED; raise max_payload on "
+               "the server or lower --max-payload-bytes",
+               largest, lim->max_payload_bytes, (long long)max);
+}
+
+/* Routes the services and serves until SIGTERM or SIGINT, looking at the
+ * server's max_payload once a second meanwhile. Returns 0, or 2 with one
+ * line on stderr when the services cannot start. */
+static int serve(process *p, const sigset_t *signals)
 {
     ingest_config ic = {cfg.stream,        cfg.publish_timeout_ms, cfg.max_in_flight,
                         cfg.stream_window, cfg.max_batch,         {0}};
+    const struct timespec tick = {1, 0};
+    int64_t max_payload = 0;
     char nats[1024];
-    int sig = 0;
+    int sig;
 
     sl_record_limits_default(&ic.limits);
     ic.limits.max_payload_bytes = (size_t)cfg.max_payload_bytes;
@@ -287,16 +320,22 @@ static void serve(process *p, const sigset_t *signals)
         sl_log(SL_LOG_WARN, "JetStream not ready yet; serving, calls fail UNAVAILABLE until it is");
     p->sv.ingest = ingest_service_new(&ic, p->srv, p->js);
     p->sv.health = health_service_new(p->srv, js_ready, p->js);
+    if (p->sv.ingest == NULL || p->sv.health == NULL)
+        return fail("cannot start the gRPC services: out of memory or threads");
     p->sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
     p->sv.reflection = p->sv.index ? reflection_service_new(p->srv, p->sv.index) : NULL;
-    sl_grpc_server_start(p->srv);
+    if (!sl_grpc_server_start(p->srv, nats, sizeof(nats)))
+        return fail(nats);
     sl_nats_url_redact(cfg.nats_url, nats, sizeof(nats));
     sl_log(SL_LOG_INFO, "listening on %s (%lld threads), metrics on %s, NATS %s, stream %s",
            cfg.listen, (long long)cfg.threads, cfg.metrics_listen, nats, cfg.stream);
 
-    sigwait(signals, &sig);
+    check_max_payload(p->js, &ic.limits, &max_payload);
+    while ((sig = sigtimedwait(signals, NULL, &tick)) < 0)
+        check_max_payload(p->js, &ic.limits, &max_payload);
     sl_log(SL_LOG_INFO, "%s received: draining (grace %lld ms)", strsignal(sig),
            (long long)cfg.shutdown_grace_ms);
+    return 0;
 }
 
 static int run(void)
@@ -308,7 +347,7 @@ static int run(void)
     block_signals(&signals);
     rc = start(&p);
     if (rc == 0)
-        serve(&p, &signals);
+        rc = serve(&p, &signals);
     stop(&p, cfg.shutdown_grace_ms);
     if (rc == 0)
         sl_log(SL_LOG_INFO, "stopped");

@@ -156,8 +156,8 @@ static void reflection_destroy(sl_call *b)
     free(b);
 }
 
-static const sl_call_ops reflection_ops = {reflection_recv, reflection_sent, NULL,
-                                           reflection_destroy};
+static const sl_call_ops reflection_ops = {
+    .recv = reflection_recv, .sent = reflection_sent, .destroy = reflection_destroy};
 
 static void handle_info(void *svc, const sl_rpc_start *start)
 {
