@@ -375,11 +375,12 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&chargs, NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
-    creds = grpc_insecure_server_credentials_create();
+    creds = cfg->creds != NULL ? cfg->creds : grpc_insecure_server_credentials_create();
     atomic_store(&quiet_grpc_logs, true);
     port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
     atomic_store(&quiet_grpc_logs, false);
-    grpc_server_credentials_release(creds);
+    if (cfg->creds == NULL)
+        grpc_server_credentials_release(creds);
     s->port = port;
     if (port == 0) {
         snprintf(err, errlen, "cannot listen on %s (address in use or invalid)", cfg->listen);

@@ -61,6 +61,7 @@ typedef struct sl_grpc_server_config {
     const char *listen;         /* "0.0.0.0:50051" */
     int threads;                /* worker threads, >= 1 */
     int64_t max_message_bytes;  /* largest request accepted */
+    grpc_server_credentials *creds; /* the port's (TLS, sl_tls); NULL: plaintext. Borrowed. */
 } sl_grpc_server_config;
 
 /* Creates and binds the server (nothing runs yet). NULL on failure, with

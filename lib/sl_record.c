@@ -332,7 +332,8 @@ size_t sl_record_max_msg_bytes(const sl_record_limits *lim)
                                  header_bytes(SL_HDR_MSG_ID, SL_RECORD_ID_MAX) +
                                  header_bytes(SL_HDR_TYPE, SL_RECORD_TYPE_MAX) +
                                  header_bytes(SL_HDR_RECEIVED_AT, received_at) +
-                                 header_bytes(SL_HDR_TRACEPARENT, SL_TRACEPARENT_MAX) + 2;
+                                 header_bytes(SL_HDR_TRACEPARENT, SL_TRACEPARENT_MAX) +
+                                 header_bytes(SL_HDR_PRINCIPAL, SL_PRINCIPAL_MAX - 1) + 2;
     size_t n = field_bytes(SL_RECORD_ID_MAX) + field_bytes(SL_RECORD_TYPE_MAX) + event_time +
                fixed_headers;
 

@@ -33,6 +33,7 @@
 #define SL_HDR_KEY "Sluice-Key"
 #define SL_HDR_RECEIVED_AT "Sluice-Received-At"
 #define SL_HDR_PRINCIPAL "Sluice-Principal"
+#define SL_PRINCIPAL_MAX 256 /* bytes of a principal, with its terminator */
 #define SL_HDR_TRACEPARENT "traceparent"
 #define SL_TRACEPARENT_MAX 127 /* longest traceparent header value a caller passes */
 
@@ -68,7 +69,7 @@ void sl_uuid_v7(char out[SL_UUID_LEN]);
  * limit, plus a 128-character id and type, the key limit, every attribute at
  * its limit, the widest event_time, and the headers sl_record_to_msg sets
  * with a traceparent of SL_TRACEPARENT_MAX bytes and no principal. With the
- * default limits: 1,576,282 bytes (1 MiB + 515 KiB). A publisher adds its
+ * default limits: 1,576,557 bytes (1 MiB + 515 KiB). A publisher adds its
  * own headers on top (sl_js_header_bytes). SIZE_MAX when limits make it
  * larger than a size_t. */
 size_t sl_record_max_msg_bytes(const sl_record_limits *lim);

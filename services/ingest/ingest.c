@@ -75,6 +75,7 @@ typedef struct ingest_metrics {
     _Atomic(sl_series *) rejected[17];
     sl_metric *invalid;             /* sluice_ingest_invalid_records_total{field} */
     sl_series *publish_seconds;     /* publish to PubAck */
+    sl_series *unauthenticated;     /* sluice_ingest_unauthenticated_calls_total */
 } ingest_metrics;
 
 struct ingest_service {
@@ -94,6 +95,7 @@ struct ingest_call {
     rpc_kind kind;
     bool reading_done; /* the client half-closed, or the call died */
     char traceparent[SL_TRACEPARENT_MAX + 1]; /* longer values are cut */
+    char principal[SL_PRINCIPAL_MAX]; /* the verified caller; "" without authentication */
     slot one; /* the unary call's slot */
     slot *slots; /* unary: &one; batch: one per record */
     size_t nslots;
@@ -243,6 +245,8 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     if (r != NULL && sl_record_id_valid(r->id))
         snprintf(s->id, sizeof(s->id), "%s", r->id);
     code = sl_record_validate(r, &svc->cfg.limits, where, err, sizeof(err));
+    if (code == 0)
+        code = sl_auth_authorize(svc->cfg.auth, c->principal, r->type, where, err, sizeof(err));
     if (code != 0)
         return slot_fail(s, code, err);
     if (s->id[0] == '\0')
@@ -258,7 +262,8 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
                  (long long)svc->cfg.max_in_flight);
         return slot_fail(s, SL_GRPC_RESOURCE_EXHAUSTED, err);
     }
-    if (sl_record_to_msg(&msg, r, s->id, sl_time_now_ns(), c->traceparent, NULL) != NATS_OK) {
+    if (sl_record_to_msg(&msg, r, s->id, sl_time_now_ns(), c->traceparent, c->principal) !=
+        NATS_OK) {
         atomic_fetch_sub(&svc->in_flight, 1);
         return slot_fail(s, SL_GRPC_INTERNAL, "out of memory building the message");
     }
@@ -680,10 +685,30 @@ static const sl_call_ops ingest_call_ops = {
 
 /* ---- accepting calls --------------------------------------------------------------------- */
 
+/* Who the caller is, before anything of the call is read; a refusal is
+ * counted and answered at once. */
+static bool call_authenticate(ingest_service *svc, const sl_rpc_start *start, char *principal)
+{
+    char why[512];
+    int code = sl_auth_authenticate(svc->cfg.auth, start->call, start->metadata, principal, why,
+                                    sizeof(why));
+
+    if (code == 0)
+        return true;
+    sl_series_inc(svc->m.unauthenticated);
+    sl_log(SL_LOG_DEBUG, "call refused: %s", why);
+    sl_grpc_reply_status(start, (grpc_status_code)code, why);
+    return false;
+}
+
 static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind kind)
 {
-    ingest_call *c = calloc(1, sizeof(*c));
+    char principal[SL_PRINCIPAL_MAX];
+    ingest_call *c;
 
+    if (!call_authenticate(svc, start, principal))
+        return;
+    c = calloc(1, sizeof(*c));
     if (c == NULL) {
         sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
@@ -691,6 +716,7 @@ static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind
     }
     c->svc = svc;
     c->kind = kind;
+    memcpy(c->principal, principal, sizeof(c->principal));
     if (kind != RPC_STREAM) {
         c->slots = &c->one;
         c->nslots = 1;
@@ -748,6 +774,10 @@ static void metrics_init(ingest_service *svc)
                                    "outcome,code");
     m->stored = sl_metric_with(m->records, "stored", "OK", NULL);
     m->duplicate = sl_metric_with(m->records, "duplicate", "OK", NULL);
+    m->unauthenticated = sl_metric_with(
+        sl_metric_counter("sluice_ingest_unauthenticated_calls_total",
+                          "Calls refused UNAUTHENTICATED: missing or invalid credentials.", NULL),
+        NULL);
     m->invalid = sl_metric_counter("sluice_ingest_invalid_records_total",
                                    "Records rejected by validation, by the field at fault.",
                                    "field");

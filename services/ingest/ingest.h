@@ -3,9 +3,11 @@
  * An ingest_service joins the gRPC server (sl_grpc_server) to JetStream
  * (sl_js). Each call is a small state machine driven by completion-queue tags
  * and by PubAck callbacks; no thread ever waits for a PubAck. A record's
- * journey: check its strings on the wire (sl_pb_check) -> decode -> validate
- * (sl_record) -> take an in-flight slot -> build the stream message (known
- * fields only) -> js publish -> PubAck -> answer. The client's answer is
+ * journey: the call authenticated once (sl_auth: principal) -> check its
+ * strings on the wire (sl_pb_check) -> decode -> validate (sl_record) ->
+ * authorize its type for the principal -> take an in-flight slot -> build
+ * the stream message (known fields only, Sluice-Principal set from the
+ * verified identity) -> js publish -> PubAck -> answer. The client's answer is
  * sent only from the PubAck (or its failure), which is the product's promise:
  * an ack means JetStream stored the record. */
 #ifndef SLUICE_INGEST_H
@@ -14,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sl_auth.h"
 #include "sl_grpc_server.h"
 #include "sl_js.h"
 #include "sl_record.h"
@@ -25,6 +28,7 @@ typedef struct ingest_config {
     int64_t stream_window;      /* records in flight per IngestStream call */
     int64_t max_batch;          /* records per IngestBatch call */
     sl_record_limits limits;
+    sl_auth *auth;              /* who may call and write what (sl_auth); borrowed */
 } ingest_config;
 
 typedef struct ingest_service ingest_service;

@@ -24,6 +24,7 @@
 #include "sl_metrics.h"
 #include "sl_nats.h"
 #include "sl_record.h"
+#include "sl_tls.h"
 
 typedef struct settings {
     const char *listen;
@@ -44,6 +45,8 @@ typedef struct settings {
     int64_t max_message_bytes;
     int64_t shutdown_grace_ms;
     bool discard_new;
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    const char *jwt_key, *jwt_issuer, *jwt_audience, *tokens_file, *policy_file;
     /* which stream settings a flag or the environment gave (sl_stream.h) */
     bool given_replicas, given_max_age, given_max_bytes, given_duplicates, given_discard;
 } settings;
@@ -95,6 +98,24 @@ static const sl_option options[] = {
      "time to finish calls in flight on SIGTERM", &cfg.shutdown_grace_ms, 0, MAX_DURATION_MS, NULL},
     {"log-level", "SLUICE_LOG_LEVEL", SL_OPT_STRING, "info", "debug, info, warn or error",
      &cfg.log_level, 0, 0, NULL},
+    {"tls-cert", "SLUICE_TLS_CERT", SL_OPT_STRING, "",
+     "PEM certificate chain: with --tls-key the gRPC port speaks TLS only", &cfg.tls_cert, 0, 0,
+     NULL},
+    {"tls-key", "SLUICE_TLS_KEY", SL_OPT_STRING, "", "PEM private key of --tls-cert",
+     &cfg.tls_key, 0, 0, NULL},
+    {"tls-client-ca", "SLUICE_TLS_CLIENT_CA", SL_OPT_STRING, "",
+     "PEM CA: client certificates required and verified (mTLS)", &cfg.tls_client_ca, 0, 0, NULL},
+    {"auth-jwt-public-key", "SLUICE_AUTH_JWT_PUBLIC_KEY", SL_OPT_STRING, "",
+     "PEM public key (RS256 or ES256) that bearer JWTs must be signed with", &cfg.jwt_key, 0, 0,
+     NULL},
+    {"auth-jwt-issuer", "SLUICE_AUTH_JWT_ISSUER", SL_OPT_STRING, "",
+     "required iss of bearer JWTs (empty: not checked)", &cfg.jwt_issuer, 0, 0, NULL},
+    {"auth-jwt-audience", "SLUICE_AUTH_JWT_AUDIENCE", SL_OPT_STRING, "",
+     "required aud of bearer JWTs (empty: not checked)", &cfg.jwt_audience, 0, 0, NULL},
+    {"auth-tokens-file", "SLUICE_AUTH_TOKENS_FILE", SL_OPT_STRING, "",
+     "API keys: lines of \"<principal> <sha256 hex of the key>\"", &cfg.tokens_file, 0, 0, NULL},
+    {"auth-policy", "SLUICE_AUTH_POLICY", SL_OPT_STRING, "",
+     "JSON: principal (or *) -> record type patterns it may write", &cfg.policy_file, 0, 0, NULL},
     {0}};
 
 static const char usage[] =
@@ -135,6 +156,13 @@ static int configure(int argc, char **argv, sl_log_level *level)
         return fail("invalid --duplicate-window: must not exceed --stream-max-age");
     if (cfg.max_payload_bytes + 64 * 1024 > cfg.max_message_bytes)
         return fail("invalid --max-message-bytes: must exceed --max-payload-bytes by 64KiB");
+    if ((cfg.tls_cert[0] == '\0') != (cfg.tls_key[0] == '\0'))
+        return fail("invalid TLS settings: --tls-cert and --tls-key go together");
+    if (cfg.tls_client_ca[0] != '\0' && cfg.tls_cert[0] == '\0')
+        return fail("invalid --tls-client-ca: client certificates need --tls-cert and --tls-key");
+    if ((cfg.jwt_issuer[0] != '\0' || cfg.jwt_audience[0] != '\0') && cfg.jwt_key[0] == '\0')
+        return fail("invalid --auth-jwt-issuer/--auth-jwt-audience: they need "
+                    "--auth-jwt-public-key");
     return 0;
 }
 
@@ -195,6 +223,8 @@ static double js_ready_gauge(void *js)
 /* Everything the process runs, in start order. */
 typedef struct process {
     sl_http *http;
+    sl_tls *tls;
+    sl_auth *auth;
     sl_grpc_server *srv;
     sl_js *js;
     lag_watch *lag;
@@ -214,6 +244,8 @@ static void stop(process *p, int64_t grace_ms)
     reflection_service_free(p->sv.reflection);
     sl_reflect_free(p->sv.index);
     ingest_service_free(p->sv.ingest);
+    sl_auth_free(p->auth);
+    sl_tls_free(p->tls);
     lag_watch_stop(p->lag);
     sl_js_close(p->js);
     grpc_shutdown();
@@ -228,6 +260,38 @@ static unsigned stream_given(void)
            (cfg.given_max_bytes ? SL_STREAM_GIVEN_MAX_BYTES : 0) |
            (cfg.given_duplicates ? SL_STREAM_GIVEN_DUPLICATES : 0) |
            (cfg.given_discard ? SL_STREAM_GIVEN_DISCARD : 0);
+}
+
+/* TLS for the gRPC port (creds stays NULL without) and who may call. */
+static int security_start(process *p, grpc_server_credentials **creds)
+{
+    sl_auth_config ac = {cfg.tls_client_ca, cfg.jwt_key,     cfg.jwt_issuer,
+                         cfg.jwt_audience,  cfg.tokens_file, cfg.policy_file};
+    char err[600];
+
+    *creds = NULL;
+    if (cfg.tls_cert[0] != '\0') {
+        p->tls = sl_tls_new(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca, err, sizeof(err));
+        if (p->tls == NULL)
+            return fail(err);
+        *creds = sl_tls_server_credentials(p->tls);
+    }
+    p->auth = sl_auth_new(&ac, err, sizeof(err));
+    if (p->auth == NULL)
+        return fail(err);
+    return 0;
+}
+
+/* Once serving: what an operator must know about an open or plaintext port. */
+static void security_warn(const process *p)
+{
+    if (!sl_auth_required(p->auth))
+        sl_log(SL_LOG_WARN, "authentication is off: anyone who reaches %s may write records "
+               "(set SLUICE_TLS_CLIENT_CA, SLUICE_AUTH_JWT_PUBLIC_KEY or SLUICE_AUTH_TOKENS_FILE)",
+               cfg.listen);
+    else if (p->tls == NULL)
+        sl_log(SL_LOG_WARN, "bearer tokens travel in plaintext: set SLUICE_TLS_CERT and "
+               "SLUICE_TLS_KEY");
 }
 
 /* Binds the HTTP endpoint and the gRPC port and connects to NATS. */
@@ -249,7 +313,7 @@ static int start(process *p)
             },
         .provision = true,
     };
-    sl_grpc_server_config gc = {cfg.listen, (int)cfg.threads, cfg.max_message_bytes};
+    sl_grpc_server_config gc = {cfg.listen, (int)cfg.threads, cfg.max_message_bytes, NULL};
     char err[256];
     natsStatus s;
 
@@ -259,7 +323,11 @@ static int start(process *p)
         if (p->http == NULL)
             return fail(err);
     }
+    if (security_start(p, &gc.creds) != 0)
+        return 2;
     p->srv = sl_grpc_server_new(&gc, err, sizeof(err));
+    if (gc.creds != NULL)
+        grpc_server_credentials_release(gc.creds);
     if (p->srv == NULL)
         return fail(err);
     s = sl_js_open(&p->js, &jc, (size_t)cfg.max_in_flight);
@@ -306,7 +374,8 @@ static void check_max_payload(sl_js *js, const sl_record_limits *lim, int64_t *s
 static int serve(process *p, const sigset_t *signals)
 {
     ingest_config ic = {cfg.stream,        cfg.publish_timeout_ms, cfg.max_in_flight,
-                        cfg.stream_window, cfg.max_batch,         {0}};
+                        cfg.stream_window, cfg.max_batch,         {0},
+                        p->auth};
     const struct timespec tick = {1, 0};
     int64_t max_payload = 0;
     char nats[1024];
@@ -323,13 +392,19 @@ static int serve(process *p, const sigset_t *signals)
     if (p->sv.ingest == NULL || p->sv.health == NULL)
         return fail("cannot start the gRPC services: out of memory or threads");
     p->sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
-    p->sv.reflection = p->sv.index ? reflection_service_new(p->srv, p->sv.index) : NULL;
+    p->sv.reflection = p->sv.index ? reflection_service_new(p->srv, p->sv.index, p->auth)
+                                         : NULL;
     if (!sl_grpc_server_start(p->srv, nats, sizeof(nats)))
         return fail(nats);
     sl_nats_url_redact(cfg.nats_url, nats, sizeof(nats));
-    sl_log(SL_LOG_INFO, "listening on %s (%lld threads), metrics on %s, NATS %s, stream %s",
-           cfg.listen, (long long)cfg.threads, cfg.metrics_listen, nats, cfg.stream);
+    sl_log(SL_LOG_INFO, "listening on %s (%s, %lld threads), metrics on %s, NATS %s, stream %s",
+           cfg.listen,
+           p->tls == NULL           ? "plaintext"
+           : sl_tls_mutual(p->tls) ? "TLS, client certificates required"
+                                   : "TLS",
+           (long long)cfg.threads, cfg.metrics_listen, nats, cfg.stream);
 
+    security_warn(p);
     check_max_payload(p->js, &ic.limits, &max_payload);
     while ((sig = sigtimedwait(signals, NULL, &tick)) < 0)
         check_max_payload(p->js, &ic.limits, &max_payload);

@@ -295,7 +295,7 @@ static void test_max_msg_bytes(void)
     static Sluice__V1__Record__AttributesEntry e[64];
     static Sluice__V1__Record__AttributesEntry *entries[64];
     static char payload[1024 * 1024 + 1], key[1025], attr[64][2][4097], id[129], type[129];
-    static char traceparent[SL_TRACEPARENT_MAX + 1];
+    static char traceparent[SL_TRACEPARENT_MAX + 1], principal[SL_PRINCIPAL_MAX];
     Sluice__V1__Record r;
     Google__Protobuf__Timestamp t;
     natsMsg *m = NULL;
@@ -309,6 +309,7 @@ static void test_max_msg_bytes(void)
     memset(id, 'i', 128);
     memset(key, 'k', 1024);
     memset(traceparent, 't', SL_TRACEPARENT_MAX);
+    memset(principal, 'p', SL_PRINCIPAL_MAX - 1);
     r.id = id;
     r.key = key;
     for (size_t i = 0; i < 64; i++) {
@@ -328,7 +329,7 @@ static void test_max_msg_bytes(void)
     t.nanos = 999999999;
     r.event_time = &t;
     CHECK(validate(&r) == 0);
-    CHECK(sl_record_to_msg(&m, &r, id, INT64_MAX, traceparent, NULL) == NATS_OK);
+    CHECK(sl_record_to_msg(&m, &r, id, INT64_MAX, traceparent, principal) == NATS_OK);
     got = msg_bytes(m);
     natsMsg_Destroy(m);
     CHECK(got <= bound);
