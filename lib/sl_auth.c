@@ -152,12 +152,12 @@ void sl_auth_free(sl_auth *a)
 
 bool sl_auth_required(const sl_auth *a)
 {
-    return a->mutual || a->jwt.path != NULL || a->apikeys.path != NULL;
+    return a != NULL && (a->mutual || a->jwt.path != NULL || a->apikeys.path != NULL);
 }
 
 bool sl_auth_has_policy(const sl_auth *a)
 {
-    return a->policy.path != NULL;
+    return a != NULL && a->policy.path != NULL;
 }
 
 /* ---- reloading ----------------------------------------------------------------- */
@@ -288,7 +288,7 @@ int sl_auth_authorize(sl_auth *a, const char *principal, const char *type, const
 {
     bool allowed;
 
-    if (a->policy.path == NULL)
+    if (!sl_auth_has_policy(a))
         return 0;
     maybe_reload(a);
     pthread_rwlock_rdlock(&a->lock);

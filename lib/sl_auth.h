@@ -29,6 +29,8 @@
  * comes first); a file that does not load is logged and the previous
  * version kept.
  *
+ * A NULL sl_auth is one with nothing configured: every call is let in.
+ *
  * Threads: every function is safe from any thread; checks take a read lock,
  * a reload swaps under the write lock. */
 #ifndef SL_AUTH_H

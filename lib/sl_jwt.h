@@ -26,8 +26,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sl_record.h" /* SL_PRINCIPAL_MAX */
+
 #define SL_JWT_SKEW_S 60
-#define SL_PRINCIPAL_MAX 256
 
 typedef struct sl_jwt sl_jwt;
 

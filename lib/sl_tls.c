@@ -168,7 +168,10 @@ bool sl_tls_mutual(const sl_tls *t)
 static grpc_ssl_server_certificate_config *config_of(const tls_files *f)
 {
     grpc_ssl_pem_key_cert_pair pair = {f->key, f->cert};
-    return grpc_ssl_server_certificate_config_create(f->ca, &pair, 1);
+    /* The gRPC core (1.51) asserts on a fetched config without client
+     * roots, even when it asks for no client certificate; its own chain
+     * serves as roots then, never consulted. */
+    return grpc_ssl_server_certificate_config_create(f->ca != NULL ? f->ca : f->cert, &pair, 1);
 }
 
 /* gRPC's threads, once at start and then on every new connection. */

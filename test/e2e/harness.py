@@ -306,17 +306,19 @@ class Proc:
 class NatsServer(Proc):
     """nats-server with JetStream on a temporary store. By default it runs the
     shipped configuration (deploy/local/nats.conf: sync_interval always);
-    sync=None runs the server's own default fsync policy instead."""
+    sync=None runs the server's own default fsync policy instead, and config
+    runs that configuration text (e.g. "jetstream {}" for every server
+    default, max_payload 1MB included)."""
 
-    def __init__(self, sync="always", port=None):
+    def __init__(self, sync="always", port=None, config=None):
         super().__init__("nats", [])
         self.port = port or free_port()
         self.store = pathlib.Path(self.workdir) / "store"
-        if sync == "always":
+        if config is None and sync == "always":
             conf = ROOT / "deploy" / "local" / "nats.conf"
         else:
             conf = pathlib.Path(self.workdir) / "nats.conf"
-            conf.write_text("max_payload: 8MB\njetstream {}\n")
+            conf.write_text(config if config is not None else "max_payload: 8MB\njetstream {}\n")
         self.argv = [str(TOOLS / "nats-server"), "-c", str(conf), "-a", "127.0.0.1",
                      "-p", str(self.port), "-sd", str(self.store)]
 
