@@ -2,7 +2,7 @@
 # The test command (make test, and CI): installs what is missing, builds, then
 #   1. C unit tests (CTest) and end-to-end tests (pytest) on the normal build;
 #   2. the short fault suite (test/faults, docs/faults.md: a 3-node JetStream
-#      cluster, every fault once, at least 5,000 records; about a minute);
+#      cluster, every fault once, at least 5,000 records; about two minutes);
 #   3. unit, end-to-end and short fault suite again on an AddressSanitizer +
 #      UndefinedBehaviorSanitizer build;
 #   4. the Kubernetes manifests rendered and validated offline;

@@ -4,7 +4,7 @@ nodes, services and the store are killed, paused and restarted under load.
 
 SLUICE_FAULTS picks the runs (docs/faults.md):
   short (default)  one run, every fault once in a fixed order, at least
-                   5,000 records (the stage of `make test`, a few minutes)
+                   5,000 records (the stage of `make test`, about two minutes)
   full             one run per fault, then one run of every fault twice
                    (the second round in a shuffled order), at least 20,000
                    records (`make test-faults`)
