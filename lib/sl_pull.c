@@ -26,7 +26,7 @@ struct sl_pull {
 /* What a message received on the subscription is to the current fetch. */
 typedef enum pull_kind {
     PULL_DATA,   /* a stream message: take it */
-    PULL_END,    /* the current request is over (404, 408) */
+    PULL_END,    /* the current request is over (404, 408, 409 Batch Completed) */
     PULL_ERROR,  /* the current request was refused (409, 503, ...) */
     PULL_FULL,   /* the current request's byte bound is reached (409 MaxBytes) */
     PULL_IGNORE, /* a heartbeat, or a status of an earlier request */
@@ -108,6 +108,9 @@ static pull_kind classify(const sl_pull *p, natsMsg *m)
     natsMsgHeader_Get(m, "Description", &desc);
     if (strncmp(status, "409", 3) == 0 && desc != NULL && strstr(desc, "MaxBytes") != NULL)
         return PULL_FULL;
+    /* A request with max_bytes that delivered its whole batch ends so. */
+    if (strncmp(status, "409", 3) == 0 && desc != NULL && strstr(desc, "Batch Completed") != NULL)
+        return PULL_END;
     sl_log(SL_LOG_WARN, "pull request refused: %s %s", status, desc != NULL ? desc : "");
     return PULL_ERROR;
 }
