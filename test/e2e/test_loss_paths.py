@@ -291,13 +291,3 @@ def test_max_ack_pending_from_configuration(pb, ingest, nats_server, downstream,
     downstream("transform", "--max-ack-pending=3000")
     assert consumer_info(nats_server.url, "transform").config.max_ack_pending == 3000
 
-
-def test_full_batches_are_not_fetch_errors(pb, ingest, nats_server, downstream, mongo):
-    """A pull request bounded in bytes that fills its batch ends with the
-    server's "409 Batch Completed": the normal end of a fetch, not a refusal
-    that pauses the consumer and binds it again."""
-    transform = downstream("transform", "--batch-size=10")
-    send(pb, ingest, [order(pb, i) for i in range(300)])
-    wait_count(mongo.records, 300)
-    assert not transform.events("pull request refused"), transform.events("pull request refused")[:3]
-    assert not transform.events("fetch from")
