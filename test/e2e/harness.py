@@ -206,15 +206,18 @@ class Proc:
 class NatsServer(Proc):
     """nats-server with JetStream on a temporary store. By default it runs the
     shipped configuration (deploy/local/nats.conf: sync_interval always);
-    sync=None runs the server's own default fsync policy instead."""
+    sync=None runs the server's own default fsync policy instead; conf names
+    another configuration file (env: variables it refers to, scheme: "tls"
+    when its clients must speak TLS)."""
 
-    def __init__(self, sync="always", port=None):
-        super().__init__("nats", [])
+    def __init__(self, sync="always", port=None, conf=None, env=None, scheme="nats"):
+        super().__init__("nats", [], env=dict(os.environ, **(env or {})))
         self.port = port or free_port()
+        self.scheme = scheme
         self.store = pathlib.Path(self.workdir) / "store"
-        if sync == "always":
+        if conf is None and sync == "always":
             conf = ROOT / "deploy" / "local" / "nats.conf"
-        else:
+        elif conf is None:
             conf = pathlib.Path(self.workdir) / "nats.conf"
             conf.write_text("max_payload: 8MB\njetstream {}\n")
         self.argv = [str(TOOLS / "nats-server"), "-c", str(conf), "-a", "127.0.0.1",
@@ -222,7 +225,7 @@ class NatsServer(Proc):
 
     @property
     def url(self):
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self):
         super().start()
@@ -350,9 +353,10 @@ async def _stream_leader(url, stream):
 
 
 class FerretDB(Proc):
-    """FerretDB with its SQLite backend: the MongoDB wire protocol for tests."""
+    """FerretDB with its SQLite backend: the MongoDB wire protocol for tests.
+    extra: more FerretDB flags (a TLS listener, authentication)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra=()):
         super().__init__("ferretdb", [])
         self.port = port or free_port()
         data = pathlib.Path(self.workdir) / "data"
@@ -360,7 +364,7 @@ class FerretDB(Proc):
         self.argv = [str(TOOLS / "ferretdb"), "--handler=sqlite",
                      f"--sqlite-url=file:{data}/", f"--listen-addr=127.0.0.1:{self.port}",
                      "--debug-addr=-", "--telemetry=disable", "--log-level=warn",
-                     f"--state-dir={self.workdir}"]
+                     f"--state-dir={self.workdir}"] + list(extra)
 
     def uri(self, db="sluice"):
         return f"mongodb://127.0.0.1:{self.port}/{db}"
@@ -368,6 +372,77 @@ class FerretDB(Proc):
     def start(self):
         super().start()
         return self.started(self.port)
+
+
+# ---- credentials made at test time ----------------------------------------------
+
+class Certs:
+    """A private CA and certificates it signed, made with the openssl command
+    in dir: ca.pem, server.pem/server.key (for 127.0.0.1 and localhost),
+    client(name) -> (cert, key) with CN name, and bundle(name), the client's
+    certificate and key in one PEM file (MongoDB's tlsCertificateKeyFile)."""
+
+    def __init__(self, dir):
+        self.dir = pathlib.Path(dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ca = self.dir / "ca.pem"
+        self.ca_key = self.dir / "ca.key"
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
+                      "-subj", "/CN=Sluice test CA")
+        self.server, self.server_key = self._signed(
+            "server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            "extendedKeyUsage=serverAuth\n")
+
+    def _openssl(self, *args):
+        subprocess.run(["openssl"] + [str(a) for a in args], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def _signed(self, name, subject, ext):
+        key, csr, cert = (self.dir / f"{name}.{x}" for x in ("key", "csr", "pem"))
+        extfile = self.dir / f"{name}.ext"
+        extfile.write_text(ext)
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                      "-keyout", key, "-out", csr, "-subj", subject)
+        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                      "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extfile)
+        return cert, key
+
+    def client(self, name):
+        cert = self.dir / f"client-{name}.pem"
+        if not cert.exists():
+            self._signed(f"client-{name}", f"/CN={name}", "extendedKeyUsage=clientAuth\n")
+        return cert, self.dir / f"client-{name}.key"
+
+    def bundle(self, name):
+        cert, key = self.client(name)
+        out = self.dir / f"client-{name}-bundle.pem"
+        out.write_text(cert.read_text() + key.read_text())
+        return out
+
+
+def nats_cli(*args, env=None, timeout=20):
+    """Runs natscli (.tools/bin/nats) without any context of the user's."""
+    e = dict(os.environ, **(env or {}))
+    e.pop("NATS_URL", None)
+    e["XDG_CONFIG_HOME"] = e.get("SLUICE_TEST_NATS_HOME", scratch_dir())
+    return subprocess.run([str(TOOLS / "nats"), "--no-context"] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def nkey_pair(path):
+    """A new NATS user NKey: the seed written to path, the public key
+    returned (both by natscli, independently of Sluice's own code)."""
+    r = nats_cli("auth", "nkey", "gen", "user", f"--output={path}")
+    assert r.returncode == 0, r.stderr
+    r = nats_cli("auth", "nkey", "show", path)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+# The standard variables the services read besides SLUICE_*.
+SERVICE_ENV = ("NATS_URL", "NATS_URL_FILE", "NATS_CREDS", "NATS_NKEY", "NATS_CA", "NATS_CERT",
+               "NATS_KEY", "MONGODB_URI", "MONGODB_URI_FILE")
 
 
 def service_binary(name):
@@ -384,7 +459,7 @@ class Service(Proc):
         env = dict(os.environ)
         # Only the flags given here configure the service under test.
         for k in list(env):
-            if k.startswith("SLUICE_") or k in ("NATS_URL", "MONGODB_URI"):
+            if k.startswith("SLUICE_") or k in SERVICE_ENV:
                 del env[k]
         env.update(env_extra or {})
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -393,12 +468,16 @@ class Service(Proc):
 
 
 class Ingest(Service):
-    def __init__(self, nats_url, *extra, port=None, metrics_port=None):
+    """sluice-ingest; nats_url None leaves the URL to extra or env."""
+
+    def __init__(self, nats_url, *extra, port=None, metrics_port=None, env=None):
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
-        args = [f"--listen=127.0.0.1:{self.port}", f"--nats-url={nats_url}",
+        args = [f"--listen=127.0.0.1:{self.port}",
                 f"--metrics-listen=127.0.0.1:{self.metrics_port}", "--log-level=debug"]
-        super().__init__("ingest", args + list(extra))
+        if nats_url is not None:
+            args.append(f"--nats-url={nats_url}")
+        super().__init__("ingest", args + list(extra), env_extra=env)
 
     @property
     def target(self):
