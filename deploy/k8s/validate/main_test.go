@@ -40,6 +40,14 @@ spec:
             readOnlyRootFilesystem: true
             allowPrivilegeEscalation: false
             capabilities: {drop: [ALL]}
+          env:
+            - {name: WEB_MODE, value: quiet}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: web-db}
+stringData: {uri: "mongodb://web:5f1c9e0b27a4d3@db/web"}
+data: {token: "NmQ0YjFlOWEwYzNm"}
 `
 
 func validateText(t *testing.T, text string) []string {
@@ -75,6 +83,10 @@ func TestDefectsAreNamed(t *testing.T) {
 		{"latest image", "example/web:1.0", "example/web:latest", "is not pinned"},
 		{"unknown probe port", "port: http}}", "port: htp}}", `readinessProbe.httpGet.port "htp" names no container port`},
 		{"selector mismatch", "selector: {app: web}", "selector: {app: wbe}", "matches no pod template"},
+		// Secrets must be real: a placeholder in one refuses the rendering.
+		{"placeholder password", "web:5f1c9e0b27a4d3@", "web:change-me@", `Secret web-db: stringData.uri holds a placeholder ("change-me")`},
+		{"placeholder in data", "NmQ0YjFlOWEwYzNm", "UExBQ0VIT0xERVJ4eXo=", `Secret web-db: data.token holds a placeholder ("placeholder")`},
+		{"placeholder env", "value: quiet", "value: CHANGEME", `env WEB_MODE holds a placeholder ("changeme")`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

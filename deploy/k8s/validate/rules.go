@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -36,12 +37,56 @@ func podTemplate(obj any) (*corev1.PodTemplateSpec, bool) {
 	return nil, false
 }
 
+// placeholders are the markers of a value someone was meant to replace:
+// a Secret holding one (or a literal environment value) refuses the
+// rendering, so that no "change-me" password reaches a cluster.
+var placeholders = []string{"change-me", "changeme", "change_me", "replace-me", "replaceme", "placeholder"}
+
+func placeholderIn(v string) string {
+	lower := strings.ToLower(v)
+	for _, p := range placeholders {
+		if strings.Contains(lower, p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// checkSecret refuses a Secret with a placeholder in any value; the value
+// itself is never printed.
+func checkSecret(o *object, sec *corev1.Secret, rep *report) {
+	keys := func(m map[string]string) []string {
+		out := make([]string, 0, len(m))
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	data := map[string]string{}
+	for k, v := range sec.Data {
+		data[k] = string(v)
+	}
+	for _, k := range keys(data) {
+		if p := placeholderIn(data[k]); p != "" {
+			rep.add(o, "data.%s holds a placeholder (%q): generate real secrets (deploy/k8s/secrets.sh) or supply them", k, p)
+		}
+	}
+	for _, k := range keys(sec.StringData) {
+		if p := placeholderIn(sec.StringData[k]); p != "" {
+			rep.add(o, "stringData.%s holds a placeholder (%q): generate real secrets (deploy/k8s/secrets.sh) or supply them", k, p)
+		}
+	}
+}
+
 // checkObject applies the per-object rules.
 func checkObject(o *object, rep *report) {
 	if tpl, longLived := podTemplate(o.obj); tpl != nil {
 		checkPodSpec(o, &tpl.Spec, longLived, rep)
 	}
 	switch w := o.obj.(type) {
+	case *corev1.Secret:
+		checkSecret(o, w, rep)
 	case *appsv1.Deployment:
 		checkSelector(o, "spec.selector", w.Spec.Selector, w.Spec.Template.Labels, rep)
 	case *appsv1.StatefulSet:
@@ -199,6 +244,13 @@ func checkPodSpec(o *object, spec *corev1.PodSpec, longLived bool, rep *report) 
 			}
 			if p.TCPSocket != nil && p.TCPSocket.Port.IntValue() == 0 && !ports[p.TCPSocket.Port.String()] {
 				rep.add(o, "%s: %s.tcpSocket.port %q names no container port", field, pname, p.TCPSocket.Port.String())
+			}
+		}
+
+		// Literal environment values are no place for a placeholder either.
+		for _, e := range c.Env {
+			if p := placeholderIn(e.Value); p != "" {
+				rep.add(o, "%s: env %s holds a placeholder (%q)", field, e.Name, p)
 			}
 		}
 
