@@ -11,15 +11,20 @@
  *                                     for the PubAck, then Term
  *
  * so a message leaves the consumer only once its document is stored or its
- * dead letter is; nothing is dropped silently. When MongoDB fails the whole
- * batch (down, timing out), the batch is nak'ed and the loop stops fetching
- * until a ping succeeds again: messages are not delivered, and so do not
- * use up their MaxDeliver, while the store is away.
+ * dead letter is; nothing is dropped silently. Sluice counts deliveries
+ * itself (--max-deliver) and the server's MaxDeliver is unlimited, so a
+ * message whose dead letter could not be stored is nak'ed and comes back,
+ * instead of being dropped by the server's limit. When MongoDB fails the
+ * whole batch (down, timing out), the batch is nak'ed and the loop stops
+ * fetching until a ping succeeds again: messages are not delivered, and so
+ * do not use up their deliveries, while the store is away. Fetches are
+ * bounded in bytes (--fetch-max-bytes), which bounds the memory.
  *
  * Provisioning. On start the loop waits for the stream, creates SLUICE_DLQ
  * (subjects sluice.dlq.>) when missing, and creates the durable consumer
- * when missing (explicit ack, AckWait, MaxDeliver, BackOff). A consumer that
- * exists with other settings is reported field by field and used as it is.
+ * when missing (explicit ack, AckWait, MaxDeliver -1, MaxAckPending,
+ * BackOff); an existing one is brought to those settings where JetStream
+ * allows it, and what it cannot change is reported.
  * Several replicas of a service bind the same durable and share its
  * messages. Replay (--replay-from-seq / --replay-from-time) uses a consumer
  * of its own, "<consumer>-replay-seq-<n>" or "<consumer>-replay-time-<unix

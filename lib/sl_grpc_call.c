@@ -8,14 +8,19 @@
 
 #define CALL_OF(tag, member) ((sl_call *)((char *)(tag) - offsetof(sl_call, member)))
 
+/* The last reference is gone. The handler unlinks the call first: until
+ * then another thread may find it in a list and lock its mutex, so the
+ * mutex is destroyed last, just before the memory goes. */
 static void call_destroy(sl_call *c)
 {
+    if (c->ops->unlink != NULL)
+        c->ops->unlink(c);
     if (c->status_sent)
         grpc_slice_unref(c->status_details);
     if (c->recv_buf != NULL)
         grpc_byte_buffer_destroy(c->recv_buf);
-    pthread_mutex_destroy(&c->mu);
     sl_grpc_server_call_done(c->server, c->call);
+    pthread_mutex_destroy(&c->mu);
     c->ops->destroy(c);
 }
 
@@ -78,7 +83,7 @@ void sl_call_send_locked(sl_call *c, uint8_t *body, size_t len, bool final, int 
         ops[n++].data.send_message.send_message = c->send_buf;
     }
     if (final) {
-        c->status_details = grpc_slice_from_copied_string(message ? message : "");
+        c->status_details = sl_grpc_status_slice(message);
         c->status_sent = true;
         sl_rpc_stats_handled(c->stats, code);
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;

@@ -14,7 +14,12 @@
  *   sent(c)             a send finished (optional)
  *   closed(c)           the call is over for the client: status sent or
  *                       cancelled (optional)
- *   destroy(c)          free the handler's struct (mu not held)
+ *   unlink(c)           the last reference is gone: take the call out of
+ *                       any list another thread walks (optional; mu not
+ *                       held but still alive, so a walker that found the
+ *                       call there can still lock it, see refs == 0 and
+ *                       leave it alone)
+ *   destroy(c)          free the handler's struct (mu destroyed by then)
  * Anything else that touches the call (another thread) takes c->mu too. */
 #ifndef SL_GRPC_CALL_H
 #define SL_GRPC_CALL_H
@@ -32,6 +37,7 @@ typedef struct sl_call_ops {
     void (*recv)(sl_call *c, const uint8_t *data, size_t len);
     void (*sent)(sl_call *c);
     void (*closed)(sl_call *c);
+    void (*unlink)(sl_call *c);
     void (*destroy)(sl_call *c);
 } sl_call_ops;
 

@@ -10,6 +10,7 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "sl_log.h"
 #include "sl_metrics.h"
 #include "sl_time.h"
+#include "sl_utf8.h"
 
 #define SL_ACCEPT_SLOTS 128
 #define SL_MAX_ROUTES 16
@@ -60,7 +62,9 @@ struct sl_grpc_server {
     grpc_server *server;
     grpc_completion_queue *cq;
     pthread_t *workers;
-    int nworkers;
+    int nworkers; /* configured */
+    int nstarted; /* running: workers[0 .. nstarted) */
+    int port;
     route routes[SL_MAX_ROUTES];
     int nroutes;
     sl_rpc_stats unknown; /* calls to methods nobody serves */
@@ -147,6 +151,14 @@ bool sl_grpc_md_get(const grpc_metadata_array *md, const char *key, char *out, s
     return false;
 }
 
+grpc_slice sl_grpc_status_slice(const char *message)
+{
+    char *text = sl_utf8_dup(message != NULL ? message : "");
+    if (text == NULL)
+        return grpc_empty_slice();
+    return grpc_slice_new(text, strlen(text), free);
+}
+
 /* ---- per-method counters ------------------------------------------------------ */
 
 static void stats_init(sl_rpc_stats *st, const char *path)
@@ -211,7 +223,7 @@ void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, cons
     sc->tag.done = status_call_done;
     sc->server = s;
     sc->call = call;
-    sc->details = grpc_slice_from_copied_string(message);
+    sc->details = sl_grpc_status_slice(message);
     sl_rpc_stats_handled(start->stats, code);
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -363,11 +375,13 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&chargs, NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
-    creds = grpc_insecure_server_credentials_create();
+    creds = cfg->creds != NULL ? cfg->creds : grpc_insecure_server_credentials_create();
     atomic_store(&quiet_grpc_logs, true);
     port = grpc_server_add_http2_port(s->server, cfg->listen, creds);
     atomic_store(&quiet_grpc_logs, false);
-    grpc_server_credentials_release(creds);
+    if (cfg->creds == NULL)
+        grpc_server_credentials_release(creds);
+    s->port = port;
     if (port == 0) {
         snprintf(err, errlen, "cannot listen on %s (address in use or invalid)", cfg->listen);
         grpc_server_destroy(s->server);
@@ -394,17 +408,40 @@ void sl_grpc_server_route(sl_grpc_server *s, const char *method, sl_rpc_handler 
     s->nroutes++;
 }
 
-void sl_grpc_server_start(sl_grpc_server *s)
+int sl_grpc_server_port(const sl_grpc_server *s)
 {
+    return s->port;
+}
+
+/* Starts up to n workers; returns 0 or the error of the first that failed. */
+static int start_workers(sl_grpc_server *s, int n)
+{
+    int e = 0;
+    s->workers = calloc((size_t)n, sizeof(pthread_t));
+    if (s->workers == NULL)
+        return ENOMEM;
+    while (s->nstarted < n &&
+           (e = pthread_create(&s->workers[s->nstarted], NULL, worker_main, s)) == 0)
+        s->nstarted++;
+    return e;
+}
+
+bool sl_grpc_server_start(sl_grpc_server *s, char *err, size_t errlen)
+{
+    /* Workers first: a server that cannot run them accepts nothing. */
+    int e = start_workers(s, s->nworkers);
+    if (e != 0) {
+        snprintf(err, errlen, "cannot start gRPC worker thread %d of %d: %s", s->nstarted + 1,
+                 s->nworkers, strerror(e));
+        return false;
+    }
     grpc_server_start(s->server);
     for (int i = 0; i < SL_ACCEPT_SLOTS; i++) {
         s->slots[i].tag.done = accept_done;
         s->slots[i].server = s;
         arm_slot(&s->slots[i]);
     }
-    s->workers = calloc((size_t)s->nworkers, sizeof(pthread_t));
-    for (int i = 0; i < s->nworkers; i++)
-        pthread_create(&s->workers[i], NULL, worker_main, s);
+    return true;
 }
 
 grpc_completion_queue *sl_grpc_server_cq(sl_grpc_server *s)
@@ -445,33 +482,65 @@ static int wait_calls(sl_grpc_server *s, int64_t until)
     return n;
 }
 
+/* Runs completions on the calling thread until the server's shutdown has
+ * completed (all = false) or the queue is shut down (all = true): for a
+ * stop with no worker thread to do it. */
+static void run_queue(sl_grpc_server *s, bool all)
+{
+    for (;;) {
+        gpr_timespec tick =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN));
+        grpc_event ev;
+        bool done;
+
+        pthread_mutex_lock(&s->mu);
+        done = s->shutdown_done;
+        pthread_mutex_unlock(&s->mu);
+        if (done && !all)
+            return;
+        ev = grpc_completion_queue_next(s->cq, tick, NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return;
+        if (ev.type == GRPC_OP_COMPLETE)
+            ((sl_tag *)ev.tag)->done(ev.tag, ev.success != 0);
+    }
+}
+
 void sl_grpc_server_stop(sl_grpc_server *s, int64_t grace_ms, sl_drain_fn drain, void *closure)
 {
+    int64_t now = sl_time_mono_ms();
     int left;
 
     atomic_store(&s->stopping, true);
-    if (s->workers == NULL) { /* never started: one worker to see the shutdown through */
-        s->nworkers = 1;
-        s->workers = calloc(1, sizeof(pthread_t));
-        pthread_create(&s->workers[0], NULL, worker_main, s);
+    if (s->nstarted == 0) { /* never started: a worker to see the shutdown through */
+        free(s->workers);
+        s->workers = NULL;
+        if (start_workers(s, 1) != 0)
+            sl_log(SL_LOG_WARN, "no thread for the gRPC shutdown; running it inline");
     }
     s->shutdown_tag.done = shutdown_done;
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     if (drain != NULL)
         drain(closure);
-    left = wait_calls(s, sl_time_mono_ms() + grace_ms);
+    left = wait_calls(s, grace_ms < INT64_MAX - now ? now + grace_ms : INT64_MAX);
     if (left > 0) {
         sl_log(SL_LOG_WARN, "grace period over with %d calls active; cancelling them", left);
         grpc_server_cancel_all_calls(s->server);
         wait_calls(s, INT64_MAX);
     }
-    pthread_mutex_lock(&s->mu);
-    while (!s->shutdown_done)
-        pthread_cond_wait(&s->cond, &s->mu);
-    pthread_mutex_unlock(&s->mu);
+    if (s->nstarted == 0) {
+        run_queue(s, false);
+    } else {
+        pthread_mutex_lock(&s->mu);
+        while (!s->shutdown_done)
+            pthread_cond_wait(&s->cond, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+    }
 
     grpc_completion_queue_shutdown(s->cq);
-    for (int i = 0; i < s->nworkers; i++)
+    if (s->nstarted == 0)
+        run_queue(s, true);
+    for (int i = 0; i < s->nstarted; i++)
         pthread_join(s->workers[i], NULL);
     grpc_server_destroy(s->server);
     grpc_completion_queue_destroy(s->cq);

@@ -61,6 +61,7 @@ typedef struct sl_grpc_server_config {
     const char *listen;         /* "0.0.0.0:50051" */
     int threads;                /* worker threads, >= 1 */
     int64_t max_message_bytes;  /* largest request accepted */
+    grpc_server_credentials *creds; /* the port's (TLS, sl_tls); NULL: plaintext. Borrowed. */
 } sl_grpc_server_config;
 
 /* Creates and binds the server (nothing runs yet). NULL on failure, with
@@ -71,8 +72,13 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
 void sl_grpc_server_route(sl_grpc_server *s, const char *method, sl_rpc_handler handler,
                           void *closure);
 
-/* Starts the workers and begins accepting. */
-void sl_grpc_server_start(sl_grpc_server *s);
+/* Starts the workers and begins accepting. false, with err set to one line
+ * and nothing accepted, when a worker thread cannot be started; the server
+ * must still be stopped. */
+bool sl_grpc_server_start(sl_grpc_server *s, char *err, size_t errlen);
+
+/* The bound port, useful after asking for port 0. */
+int sl_grpc_server_port(const sl_grpc_server *s);
 
 grpc_completion_queue *sl_grpc_server_cq(sl_grpc_server *s);
 
@@ -97,6 +103,11 @@ grpc_byte_buffer *sl_grpc_bb_wrap(uint8_t *data, size_t len);
 /* Copies the first value of key from md into out (NUL-terminated, truncated
  * to outlen-1); false when absent. */
 bool sl_grpc_md_get(const grpc_metadata_array *md, const char *key, char *out, size_t outlen);
+
+/* The details of a status, as gRPC sends them: message (NULL: none) made
+ * valid UTF-8 (sl_utf8), which the protocol requires and strict clients
+ * enforce. The caller owns the slice. */
+grpc_slice sl_grpc_status_slice(const char *message);
 
 /* Answers a new call with a status and nothing else, then hands it back to
  * the server. For calls a handler rejects before reading anything. */

@@ -72,10 +72,25 @@ static sl_js_pending *pending_take(sl_js *js, const natsMsg *m)
 
 /* ---- PubAck handling ---------------------------------------------------- */
 
-static void ack_error(sl_js_ack *ack, const jsPubAckErr *pae, char *buf, size_t len)
+/* The one message for a record over the server's max_payload. size is 0
+ * when unknown (cnats refused the body). */
+static void too_large(char *buf, size_t len, int64_t size, int64_t max)
+{
+    char what[64] = "";
+    if (size > 0)
+        snprintf(what, sizeof(what), " of %lld bytes", (long long)size);
+    snprintf(buf, len, "record message%s (body and headers) exceeds the NATS server's "
+             "max_payload of %lld bytes: not stored, and a retry cannot help", what,
+             (long long)max);
+}
+
+static void ack_error(sl_js *js, sl_js_ack *ack, const jsPubAckErr *pae, char *buf, size_t len)
 {
     ack->code = SL_GRPC_UNAVAILABLE;
-    if (pae->Err == NATS_TIMEOUT) {
+    if (pae->Err == NATS_MAX_PAYLOAD) {
+        ack->code = SL_GRPC_RESOURCE_EXHAUSTED;
+        too_large(buf, len, 0, sl_js_max_payload(js));
+    } else if (pae->Err == NATS_TIMEOUT) {
         snprintf(buf, len, "no PubAck from JetStream in time; the record may or may not be "
                  "stored, retry with the same id");
     } else if (pae->Err == NATS_NO_RESPONDERS) {
@@ -123,7 +138,7 @@ static void on_puback(jsCtx *ctx, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
             ack.sequence = pa->Sequence;
             ack.duplicate = pa->Duplicate;
         } else {
-            ack_error(&ack, pae, err, sizeof(err));
+            ack_error(js, &ack, pae, err, sizeof(err));
             if (pae->Err == NATS_NO_RESPONDERS)
                 kick_provisioner(js, true); /* the stream is gone: create it again */
         }
@@ -132,16 +147,70 @@ static void on_puback(jsCtx *ctx, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     natsMsg_Destroy(msg);
 }
 
+#define EXPECTED_STREAM_HDR "Nats-Expected-Stream" /* set by js_PublishMsgAsync */
+
+size_t sl_js_header_bytes(const sl_js *js)
+{
+    return strlen(EXPECTED_STREAM_HDR) + 2 + strlen(js->cfg.stream.name) + 2;
+}
+
+/* The bytes msg counts against max_payload once published: its body and its
+ * headers as cnats encodes them ("NATS/1.0\r\n", "key: value\r\n" per
+ * value, "\r\n"), with the header sl_js_publish adds. */
+static int64_t publish_bytes(const sl_js *js, natsMsg *msg)
+{
+    const char **keys = NULL, **values = NULL;
+    int nkeys = 0, nvalues = 0;
+    int64_t n = natsMsg_GetDataLength(msg) + (int64_t)sl_js_header_bytes(js) + 12;
+
+    if (natsMsgHeader_Keys(msg, &keys, &nkeys) != NATS_OK)
+        return n;
+    for (int i = 0; i < nkeys; i++) {
+        if (natsMsgHeader_Values(msg, keys[i], &values, &nvalues) != NATS_OK)
+            continue;
+        for (int j = 0; j < nvalues; j++)
+            n += (int64_t)(strlen(keys[i]) + 2 + strlen(values[j]) + 2);
+        free(values);
+    }
+    free(keys);
+    return n;
+}
+
+/* Refuses what the server would refuse by closing the connection. */
+static int check_size(sl_js *js, natsMsg *msg, char *err, size_t errlen)
+{
+    int64_t max = sl_js_max_payload(js), size;
+
+    if (max <= 0)
+        return 0;
+    if (natsMsg_GetDataLength(msg) > max) {
+        too_large(err, errlen, 0, max);
+        return SL_GRPC_RESOURCE_EXHAUSTED;
+    }
+    size = publish_bytes(js, msg);
+    if (size > max) {
+        too_large(err, errlen, size, max);
+        return SL_GRPC_RESOURCE_EXHAUSTED;
+    }
+    return 0;
+}
+
 int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
                   sl_js_ack_cb cb, void *closure, char *err, size_t errlen)
 {
     jsPubOptions po;
     natsStatus s;
+    int code = 0;
 
     if (!sl_js_connected(js)) {
-        natsMsg_Destroy(msg);
         snprintf(err, errlen, "JetStream not reachable (NATS disconnected); retry with the same id");
-        return SL_GRPC_UNAVAILABLE;
+        code = SL_GRPC_UNAVAILABLE;
+    } else {
+        code = check_size(js, msg, err, errlen);
+    }
+    if (code != 0) {
+        natsMsg_Destroy(msg);
+        return code;
     }
     jsPubOptions_Init(&po);
     po.MaxWait = timeout_ms > 0 ? timeout_ms : 1;
@@ -158,6 +227,10 @@ int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
     /* cnats kept nothing: the message is ours again and no PubAck comes. */
     pending_take(js, p->msg);
     natsMsg_Destroy(msg);
+    if (s == NATS_MAX_PAYLOAD) {
+        too_large(err, errlen, 0, sl_js_max_payload(js));
+        return SL_GRPC_RESOURCE_EXHAUSTED;
+    }
     snprintf(err, errlen, "JetStream publish failed: %s", natsStatus_GetText(s));
     return SL_GRPC_UNAVAILABLE;
 }
@@ -447,6 +520,11 @@ void sl_js_close(sl_js *js)
 bool sl_js_connected(sl_js *js)
 {
     return js->nc != NULL && natsConnection_Status(js->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+int64_t sl_js_max_payload(sl_js *js)
+{
+    return sl_js_connected(js) ? natsConnection_GetMaxPayload(js->nc) : 0;
 }
 
 bool sl_js_ready(sl_js *js)

@@ -9,7 +9,11 @@
  * of them. The caller supplies the sl_js_pending record that ties a message
  * to its callback; it must stay valid until the callback has run. cnats gives
  * back the original natsMsg with each PubAck, so sl_js keeps a small hash
- * table from message to pending record.
+ * table from message to pending record. A message larger than the server's
+ * max_payload (body and headers, as NATS counts it) is refused before it is
+ * sent, with RESOURCE_EXHAUSTED: cnats checks the body alone, and a server
+ * that receives more than max_payload closes the connection, failing every
+ * other publish in flight.
  *
  * Provisioning. A background thread runs sl_stream_ensure: it creates the
  * stream when it is missing and brings the settings the operator chose to an
@@ -76,13 +80,21 @@ void sl_js_close(sl_js *js);
 bool sl_js_connected(sl_js *js);
 bool sl_js_ready(sl_js *js);
 
+/* The connected server's max_payload in bytes; 0 while not connected. */
+int64_t sl_js_max_payload(sl_js *js);
+
+/* The header bytes sl_js_publish adds to every message (Nats-Expected-Stream),
+ * to add to a message's own size when comparing it with max_payload. */
+size_t sl_js_header_bytes(const sl_js *js);
+
 /* Waits up to timeout_ms for sl_js_ready; returns its last answer. */
 bool sl_js_wait_ready(sl_js *js, int64_t timeout_ms);
 
 /* Publishes msg (always consumed) and calls cb(closure, ack) once when the
  * PubAck, an error or timeout_ms passed. Returns 0 when the message is on its
  * way; otherwise a gRPC status code, with nothing in flight and no callback
- * to come, and err describes why. */
+ * to come, and err describes why: UNAVAILABLE when NATS is not reachable,
+ * RESOURCE_EXHAUSTED when the message exceeds the server's max_payload. */
 int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
                   sl_js_ack_cb cb, void *closure, char *err, size_t errlen);
 

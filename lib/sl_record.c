@@ -13,6 +13,7 @@
 
 #include "sl_grpc_codes.h"
 #include "sl_time.h"
+#include "sl_utf8.h"
 
 void sl_record_limits_default(sl_record_limits *lim)
 {
@@ -196,8 +197,10 @@ static int check_attributes(const Sluice__V1__Record *r, const sl_record_limits 
             return SL_GRPC_INVALID_ARGUMENT;
         }
         if (kn > lim->max_attribute_bytes || vn > lim->max_attribute_bytes) {
-            snprintf(msg, len, "%s.attributes[\"%.64s\"]: key and value must be at most %zu "
-                     "bytes each", where, k, lim->max_attribute_bytes);
+            char quoted[65]; /* up to 64 bytes of the key, whole characters */
+            sl_utf8_copy(quoted, sizeof(quoted), k, kn);
+            snprintf(msg, len, "%s.attributes[\"%s\"]: key and value must be at most %zu "
+                     "bytes each", where, quoted, lim->max_attribute_bytes);
             return SL_GRPC_INVALID_ARGUMENT;
         }
         if (!bson_utf8_validate(k, kn, false) || !bson_utf8_validate(v, vn, false)) {
@@ -282,18 +285,108 @@ void sl_uuid_v7(char out[SL_UUID_LEN])
              b[15]);
 }
 
-/* Packs r with id in place of its own, without touching the caller's record:
- * protobuf-c would free a swapped-in pointer, so a shallow copy is packed. */
-static uint8_t *pack_with_id(const Sluice__V1__Record *r, const char *id, size_t *len)
-{
-    Sluice__V1__Record copy = *r;
-    uint8_t *buf;
+/* ---- the stored message ------------------------------------------------ */
 
-    copy.id = (char *)id;
-    *len = sluice__v1__record__get_packed_size(&copy);
+/* Sizes computed from limits saturate at SIZE_MAX rather than wrap. */
+static size_t add(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_add_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
+static size_t mul(size_t a, size_t b)
+{
+    size_t r;
+    return __builtin_mul_overflow(a, b, &r) ? SIZE_MAX : r;
+}
+
+/* Bytes of a base-128 varint holding v. */
+static size_t varint_bytes(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+/* Bytes of a length-delimited field of len bytes with a field number below
+ * 16 (a one-byte tag), as every Record field has. */
+static size_t field_bytes(size_t len)
+{
+    return add(1 + varint_bytes(len), len);
+}
+
+/* Bytes of one "name: value\r\n" header line. */
+static size_t header_bytes(const char *name, size_t value_len)
+{
+    return add(strlen(name) + 4, value_len);
+}
+
+size_t sl_record_max_msg_bytes(const sl_record_limits *lim)
+{
+    /* Timestamp: seconds (negative: a 10-byte varint), nanos (5 bytes). */
+    const size_t event_time = field_bytes(1 + 10 + 1 + 5);
+    const size_t entry = field_bytes(mul(2, field_bytes(lim->max_attribute_bytes)));
+    const size_t received_at = sizeof("2006-01-02T15:04:05.000000000Z") - 1;
+    const size_t fixed_headers = sizeof("NATS/1.0\r\n") - 1 +
+                                 header_bytes(SL_HDR_MSG_ID, SL_RECORD_ID_MAX) +
+                                 header_bytes(SL_HDR_TYPE, SL_RECORD_TYPE_MAX) +
+                                 header_bytes(SL_HDR_RECEIVED_AT, received_at) +
+                                 header_bytes(SL_HDR_TRACEPARENT, SL_TRACEPARENT_MAX) +
+                                 header_bytes(SL_HDR_PRINCIPAL, SL_PRINCIPAL_MAX - 1) + 2;
+    size_t n = field_bytes(SL_RECORD_ID_MAX) + field_bytes(SL_RECORD_TYPE_MAX) + event_time +
+               fixed_headers;
+
+    n = add(n, field_bytes(lim->max_key_bytes));
+    n = add(n, header_bytes(SL_HDR_KEY, lim->max_key_bytes));
+    n = add(n, field_bytes(lim->max_payload_bytes));
+    return add(n, mul(lim->max_attributes, entry));
+}
+
+/* Packs the stored form of r, with id in place of its own: a new Record of
+ * r's known fields, pointing into r. protobuf-c keeps the unknown fields of
+ * what it unpacked (in the record, in event_time, in each attribute entry)
+ * and packs them back, so packing the client's record itself would store
+ * whatever a client adds beside the fields, unchecked and unbounded. */
+static uint8_t *pack_known(const Sluice__V1__Record *r, const char *id, size_t *len)
+{
+    Sluice__V1__Record rec;
+    Google__Protobuf__Timestamp time;
+    Sluice__V1__Record__AttributesEntry *entries = NULL, **list = NULL;
+    uint8_t *buf = NULL;
+
+    sluice__v1__record__init(&rec);
+    rec.id = (char *)id;
+    rec.type = r->type;
+    rec.key = r->key;
+    rec.payload = r->payload;
+    if (r->event_time != NULL) {
+        google__protobuf__timestamp__init(&time);
+        time.seconds = r->event_time->seconds;
+        time.nanos = r->event_time->nanos;
+        rec.event_time = &time;
+    }
+    if (r->n_attributes > 0) {
+        entries = calloc(r->n_attributes, sizeof(*entries));
+        list = calloc(r->n_attributes, sizeof(*list));
+        if (entries == NULL || list == NULL)
+            goto done;
+        for (size_t i = 0; i < r->n_attributes; i++) {
+            sluice__v1__record__attributes_entry__init(&entries[i]);
+            entries[i].key = r->attributes[i]->key;
+            entries[i].value = r->attributes[i]->value;
+            list[i] = &entries[i];
+        }
+        rec.n_attributes = r->n_attributes;
+        rec.attributes = list;
+    }
+    *len = sluice__v1__record__get_packed_size(&rec);
     buf = malloc(*len ? *len : 1);
     if (buf != NULL)
-        sluice__v1__record__pack(&copy, buf);
+        sluice__v1__record__pack(&rec, buf);
+done:
+    free(list);
+    free(entries);
     return buf;
 }
 
@@ -306,7 +399,7 @@ natsStatus sl_record_to_msg(natsMsg **out, const Sluice__V1__Record *r, const ch
     natsMsg *msg = NULL;
     natsStatus s;
     size_t len = 0;
-    uint8_t *body = pack_with_id(r, id, &len);
+    uint8_t *body = pack_known(r, id, &len);
 
     if (body == NULL)
         return NATS_NO_MEMORY;

@@ -7,6 +7,8 @@
  * - the stream message a record becomes: subject sluice.rec.<type>, the
  *   headers Nats-Msg-Id, Sluice-Type, Sluice-Key, Sluice-Received-At and
  *   traceparent, and the protobuf-encoded record (with its id) as body.
+ *   The body holds the record's known fields only: whatever unknown fields
+ *   a client sent are dropped, so the limits below bound what is stored.
  *
  * All functions are pure and thread-safe; the caller owns everything it
  * passes in and everything it gets back. */
@@ -31,7 +33,9 @@
 #define SL_HDR_KEY "Sluice-Key"
 #define SL_HDR_RECEIVED_AT "Sluice-Received-At"
 #define SL_HDR_PRINCIPAL "Sluice-Principal"
+#define SL_PRINCIPAL_MAX 256 /* bytes of a principal, with its terminator */
 #define SL_HDR_TRACEPARENT "traceparent"
+#define SL_TRACEPARENT_MAX 127 /* longest traceparent header value a caller passes */
 
 typedef struct sl_record_limits {
     size_t max_payload_bytes;   /* RESOURCE_EXHAUSTED beyond */
@@ -59,6 +63,16 @@ bool sl_record_payload_is_object(const uint8_t *payload, size_t len, char *why, 
 
 /* Writes a new random UUIDv7 (RFC 9562) into out, lowercase. */
 void sl_uuid_v7(char out[SL_UUID_LEN]);
+
+/* The largest stream message a valid record can become under lim, in the
+ * bytes NATS counts against its max_payload (body and headers): the payload
+ * limit, plus a 128-character id and type, the key limit, every attribute at
+ * its limit, the widest event_time, and the headers sl_record_to_msg sets
+ * with a traceparent of SL_TRACEPARENT_MAX bytes and no principal. With the
+ * default limits: 1,576,557 bytes (1 MiB + 515 KiB). A publisher adds its
+ * own headers on top (sl_js_header_bytes). SIZE_MAX when limits make it
+ * larger than a size_t. */
+size_t sl_record_max_msg_bytes(const sl_record_limits *lim);
 
 /* Builds the stream message for r with the given id (the client's or a
  * generated one). traceparent and principal may be NULL. On success *out is

@@ -1,4 +1,9 @@
-/* sl_time: see sl_time.h. */
+/* sl_time: see sl_time.h.
+ *
+ * An int64 of nanoseconds spans 1677-09-21 to 2262-04-11. Every conversion
+ * into it goes through sl_time_ns_from_unix, which refuses what does not
+ * fit rather than overflow: google.protobuf.Timestamp reaches the years 1
+ * and 9999, and so can a time a user types. */
 #include "sl_time.h"
 
 #include <ctype.h>
@@ -49,6 +54,25 @@ void sl_time_rfc3339(int64_t ns, char *out, size_t outlen)
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
+bool sl_time_ns_from_unix(int64_t seconds, int64_t nanos, int64_t *ns)
+{
+    int64_t whole, sum;
+
+    if (nanos < 0 || nanos >= 1000000000LL)
+        return false;
+    /* Before the epoch, borrow a second: the earliest time an int64 holds,
+     * -9223372037 s + 145224192 ns, has a whole part that alone does not. */
+    if (seconds < 0 && nanos > 0) {
+        seconds++;
+        nanos -= 1000000000LL;
+    }
+    if (__builtin_mul_overflow(seconds, 1000000000LL, &whole) ||
+        __builtin_add_overflow(whole, nanos, &sum))
+        return false;
+    *ns = sum;
+    return true;
+}
+
 bool sl_time_parse_rfc3339(const char *text, int64_t *ns)
 {
     struct tm tm;
@@ -85,6 +109,5 @@ bool sl_time_parse_rfc3339(const char *text, int64_t *ns)
     }
     if (*p != '\0')
         return false;
-    *ns = ((int64_t)timegm(&tm) - offset) * 1000000000LL + frac;
-    return true;
+    return sl_time_ns_from_unix((int64_t)timegm(&tm) - offset, frac, ns);
 }

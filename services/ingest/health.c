@@ -3,7 +3,8 @@
  * Watchers are kept in a list under h->mu; the watch thread and the drain
  * take h->mu then each watcher's call lock. A watcher whose reference count
  * fell to zero is being freed by another thread and is left alone; it
- * unlinks itself under h->mu before it is freed. */
+ * unlinks itself under h->mu (sl_call_ops.unlink) before its mutex is
+ * destroyed and it is freed. */
 #include "health.h"
 
 #include <pthread.h>
@@ -130,24 +131,31 @@ static void health_sent(sl_call *b)
         watch_push_locked(c);
 }
 
-static void health_destroy(sl_call *b)
+/* The last reference is gone: a watcher leaves h->watchers, where the watch
+ * thread may be about to lock it (its mutex is destroyed only after this). */
+static void health_unlink(sl_call *b)
 {
     health_call *c = (health_call *)b;
     health_service *h = c->h;
-    if (c->listed) {
-        pthread_mutex_lock(&h->mu);
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            h->watchers = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        pthread_mutex_unlock(&h->mu);
-    }
-    free(c);
+    if (!c->listed)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->watchers = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&h->mu);
 }
 
-static const sl_call_ops health_ops = {health_recv, health_sent, NULL, health_destroy};
+static void health_destroy(sl_call *b)
+{
+    free(b);
+}
+
+static const sl_call_ops health_ops = {
+    .recv = health_recv, .sent = health_sent, .unlink = health_unlink, .destroy = health_destroy};
 
 static void accept_health(health_service *h, const sl_rpc_start *start, bool watch)
 {
@@ -212,9 +220,15 @@ health_service *health_service_new(sl_grpc_server *srv, health_ready_fn ready, v
     h->closure = closure;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cond, NULL);
+    /* The thread first: routed, h is reachable by calls and must stay. */
+    if (pthread_create(&h->thread, NULL, watch_loop, h) != 0) {
+        pthread_cond_destroy(&h->cond);
+        pthread_mutex_destroy(&h->mu);
+        free(h);
+        return NULL;
+    }
     sl_grpc_server_route(srv, "/grpc.health.v1.Health/Check", handle_check, h);
     sl_grpc_server_route(srv, "/grpc.health.v1.Health/Watch", handle_watch, h);
-    pthread_create(&h->thread, NULL, watch_loop, h);
     return h;
 }
 

@@ -16,6 +16,9 @@
 typedef struct health_service health_service;
 typedef bool (*health_ready_fn)(void *closure);
 
+/* Starts the watch thread and routes Check and Watch of srv to the new
+ * service. NULL, with nothing routed, when memory or the thread could not be
+ * had. ready runs on gRPC workers and on the watch thread. */
 health_service *health_service_new(sl_grpc_server *srv, health_ready_fn ready, void *closure);
 
 /* From now on NOT_SERVING; open watches get it and then end (UNAVAILABLE). */

@@ -29,7 +29,9 @@
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
 #include "sl_metrics.h"
+#include "sl_pb_check.h"
 #include "sl_time.h"
+#include "sl_utf8.h"
 
 #define METHOD_INGEST "/sluice.v1.IngestService/Ingest"
 #define METHOD_BATCH "/sluice.v1.IngestService/IngestBatch"
@@ -73,6 +75,7 @@ typedef struct ingest_metrics {
     _Atomic(sl_series *) rejected[17];
     sl_metric *invalid;             /* sluice_ingest_invalid_records_total{field} */
     sl_series *publish_seconds;     /* publish to PubAck */
+    sl_series *unauthenticated;     /* sluice_ingest_unauthenticated_calls_total */
 } ingest_metrics;
 
 struct ingest_service {
@@ -91,7 +94,8 @@ struct ingest_call {
     ingest_service *svc;
     rpc_kind kind;
     bool reading_done; /* the client half-closed, or the call died */
-    char traceparent[128];
+    char traceparent[SL_TRACEPARENT_MAX + 1]; /* longer values are cut */
+    char principal[SL_PRINCIPAL_MAX]; /* the verified caller; "" without authentication */
     slot one; /* the unary call's slot */
     slot *slots; /* unary: &one; batch: one per record */
     size_t nslots;
@@ -105,21 +109,29 @@ static void slot_clear(slot *s);
 
 /* ---- call life ------------------------------------------------------------- */
 
-/* sl_call_ops.destroy: the last reference is gone. */
-static void call_destroy(sl_call *b)
+/* sl_call_ops.unlink: the last reference is gone; a stream leaves
+ * svc->streams, where ingest_service_drain may be about to lock it (its
+ * mutex is destroyed only after this). */
+static void call_unlink(sl_call *b)
 {
     ingest_call *c = (ingest_call *)b;
     ingest_service *svc = c->svc;
-    if (c->kind == RPC_STREAM) {
-        pthread_mutex_lock(&svc->mu);
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            svc->streams = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        pthread_mutex_unlock(&svc->mu);
-    }
+    if (c->kind != RPC_STREAM)
+        return;
+    pthread_mutex_lock(&svc->mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        svc->streams = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&svc->mu);
+}
+
+/* sl_call_ops.destroy: frees the call. */
+static void call_destroy(sl_call *b)
+{
+    ingest_call *c = (ingest_call *)b;
     for (size_t i = 0; i < c->nslots; i++)
         slot_clear(&c->slots[i]);
     if (c->slots != &c->one)
@@ -200,12 +212,15 @@ static void slot_clear(slot *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* The record's answer is an error. message may quote a client's bytes or
+ * be cut by a buffer: it is kept as valid UTF-8, which strict clients need
+ * to read the response at all. */
 static void slot_fail(slot *s, int code, const char *message)
 {
     s->state = SLOT_DONE;
     s->code = code;
     free(s->message);
-    s->message = strdup(message);
+    s->message = sl_utf8_dup(message);
 }
 
 static const char *slot_message(const slot *s)
@@ -226,9 +241,12 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     slot_clear(s);
     s->call = c;
     s->state = SLOT_DONE;
-    if (r != NULL)
+    /* Only a valid id is ever echoed (an invalid one may not even be text). */
+    if (r != NULL && sl_record_id_valid(r->id))
         snprintf(s->id, sizeof(s->id), "%s", r->id);
     code = sl_record_validate(r, &svc->cfg.limits, where, err, sizeof(err));
+    if (code == 0)
+        code = sl_auth_authorize(svc->cfg.auth, c->principal, r->type, where, err, sizeof(err));
     if (code != 0)
         return slot_fail(s, code, err);
     if (s->id[0] == '\0')
@@ -244,7 +262,8 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
                  (long long)svc->cfg.max_in_flight);
         return slot_fail(s, SL_GRPC_RESOURCE_EXHAUSTED, err);
     }
-    if (sl_record_to_msg(&msg, r, s->id, sl_time_now_ns(), c->traceparent, NULL) != NATS_OK) {
+    if (sl_record_to_msg(&msg, r, s->id, sl_time_now_ns(), c->traceparent, c->principal) !=
+        NATS_OK) {
         atomic_fetch_sub(&svc->in_flight, 1);
         return slot_fail(s, SL_GRPC_INTERNAL, "out of memory building the message");
     }
@@ -490,20 +509,87 @@ static void on_puback(void *closure, const sl_js_ack *ack)
     sl_call_unref_unlock(&c->base);
 }
 
-/* ---- reading requests -------------------------------------------------------------------- */
+/* ---- reading requests -------------------------------------------------------------------- *
+ *
+ * A request's bytes are checked before protobuf-c unpacks them
+ * (sl_pb_check): protobuf-c gives strings to C without their length, so
+ * "a\0b" would be read, validated and stored as "a". A record whose strings
+ * break those rules is rejected on its own, like any invalid record, with
+ * no id in its result: none of its strings can be trusted. */
+
+#define NOT_A_REQUEST "request: not a valid sluice.v1.IngestRequest message"
+#define NOT_A_BATCH "request: not a valid sluice.v1.IngestBatchRequest message"
+
+/* Checks and unpacks an IngestRequest: NULL when the bytes are not one;
+ * otherwise *bad tells whether a string broke the rules (why says which). */
+static Sluice__V1__IngestRequest *request_unpack(const uint8_t *data, size_t len, bool *bad,
+                                                 char *why, size_t whylen)
+{
+    sl_pb_result r = sl_pb_check(&sluice__v1__ingest_request__descriptor, data, len, why, whylen);
+    *bad = r == SL_PB_BAD_STRING;
+    return r == SL_PB_MALFORMED ? NULL : sluice__v1__ingest_request__unpack(NULL, len, data);
+}
+
+/* Fails a record before it is validated. */
+static void reject_locked(ingest_call *c, slot *s, const char *why)
+{
+    slot_clear(s);
+    s->call = c;
+    slot_fail(s, SL_GRPC_INVALID_ARGUMENT, why);
+}
 
 static void read_unary_locked(ingest_call *c, const uint8_t *data, size_t len)
 {
-    Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
+    char why[512];
+    bool bad;
+    Sluice__V1__IngestRequest *req = request_unpack(data, len, &bad, why, sizeof(why));
+
     if (req == NULL) {
-        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT,
-                           "request: not a valid sluice.v1.IngestRequest message");
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, NOT_A_REQUEST);
         return;
     }
-    submit_locked(c, &c->one, req->record, "record");
+    if (bad)
+        reject_locked(c, &c->one, why);
+    else
+        submit_locked(c, &c->one, req->record, "record");
     if (c->one.state == SLOT_DONE)
         answer_unary_locked(c);
     sluice__v1__ingest_request__free_unpacked(req, NULL);
+}
+
+/* What sl_pb_check_each found in a batch: records[i] fails alone; a bad
+ * string anywhere else fails the request. */
+typedef struct batch_faults {
+    ingest_call *c;
+    char other[512];
+} batch_faults;
+
+static void on_batch_fault(void *closure, uint32_t number, size_t index, const char *msg)
+{
+    batch_faults *bf = closure;
+    if (number == 1 && index < bf->c->nslots)
+        reject_locked(bf->c, &bf->c->slots[index], msg);
+    else if (bf->other[0] == '\0')
+        snprintf(bf->other, sizeof(bf->other), "%s", msg);
+}
+
+/* Rejects what sl_pb_check_each finds; false when the request as a whole
+ * is refused (its status sent). */
+static bool batch_check_locked(ingest_call *c, const uint8_t *data, size_t len)
+{
+    batch_faults bf = {c, ""};
+    char why[512];
+
+    if (sl_pb_check_each(&sluice__v1__ingest_batch_request__descriptor, data, len, on_batch_fault,
+                         &bf, why, sizeof(why)) == SL_PB_MALFORMED) {
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, NOT_A_BATCH);
+        return false;
+    }
+    if (bf.other[0] != '\0') {
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, bf.other);
+        return false;
+    }
+    return true;
 }
 
 static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
@@ -512,8 +598,7 @@ static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
     char msg[128];
 
     if (req == NULL) {
-        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT,
-                           "request: not a valid sluice.v1.IngestBatchRequest message");
+        sl_call_status_locked(&c->base, SL_GRPC_INVALID_ARGUMENT, NOT_A_BATCH);
         return;
     }
     if (req->n_records == 0 || req->n_records > (size_t)c->svc->cfg.max_batch) {
@@ -524,19 +609,25 @@ static void read_batch_locked(ingest_call *c, const uint8_t *data, size_t len)
         sl_call_status_locked(&c->base, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     } else {
         c->nslots = req->n_records;
-        for (size_t i = 0; i < req->n_records; i++) {
-            snprintf(msg, sizeof(msg), "records[%zu]", i);
-            submit_locked(c, &c->slots[i], req->records[i], msg);
+        if (batch_check_locked(c, data, len)) {
+            for (size_t i = 0; i < req->n_records; i++) {
+                if (c->slots[i].state == SLOT_DONE)
+                    continue; /* rejected by batch_check_locked */
+                snprintf(msg, sizeof(msg), "records[%zu]", i);
+                submit_locked(c, &c->slots[i], req->records[i], msg);
+            }
+            if (c->waiting == 0)
+                answer_batch_locked(c);
         }
-        if (c->waiting == 0)
-            answer_batch_locked(c);
     }
     sluice__v1__ingest_batch_request__free_unpacked(req, NULL);
 }
 
 static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
 {
-    Sluice__V1__IngestRequest *req = sluice__v1__ingest_request__unpack(NULL, len, data);
+    char why[512];
+    bool bad;
+    Sluice__V1__IngestRequest *req = request_unpack(data, len, &bad, why, sizeof(why));
     slot *s = stream_take_tail(c);
 
     if (s == NULL) {
@@ -544,13 +635,13 @@ static void read_stream_locked(ingest_call *c, const uint8_t *data, size_t len)
         sl_call_status_locked(&c->base, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    if (req == NULL) {
-        slot_clear(s);
-        slot_fail(s, SL_GRPC_INVALID_ARGUMENT, "request: not a valid sluice.v1.IngestRequest message");
-    } else {
+    if (req == NULL)
+        reject_locked(c, s, NOT_A_REQUEST);
+    else if (bad)
+        reject_locked(c, s, why);
+    else
         submit_locked(c, s, req->record, "record");
-        sluice__v1__ingest_request__free_unpacked(req, NULL);
-    }
+    sluice__v1__ingest_request__free_unpacked(req, NULL);
     if (!c->reading_done && !atomic_load(&c->svc->draining) &&
         c->tail - c->head < (size_t)c->svc->cfg.stream_window)
         sl_call_recv_locked(&c->base);
@@ -589,14 +680,35 @@ static void call_sent(sl_call *b)
         pump_stream_locked(c);
 }
 
-static const sl_call_ops ingest_call_ops = {call_recv, call_sent, NULL, call_destroy};
+static const sl_call_ops ingest_call_ops = {
+    .recv = call_recv, .sent = call_sent, .unlink = call_unlink, .destroy = call_destroy};
 
 /* ---- accepting calls --------------------------------------------------------------------- */
 
+/* Who the caller is, before anything of the call is read; a refusal is
+ * counted and answered at once. */
+static bool call_authenticate(ingest_service *svc, const sl_rpc_start *start, char *principal)
+{
+    char why[512];
+    int code = sl_auth_authenticate(svc->cfg.auth, start->call, start->metadata, principal, why,
+                                    sizeof(why));
+
+    if (code == 0)
+        return true;
+    sl_series_inc(svc->m.unauthenticated);
+    sl_log(SL_LOG_DEBUG, "call refused: %s", why);
+    sl_grpc_reply_status(start, (grpc_status_code)code, why);
+    return false;
+}
+
 static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind kind)
 {
-    ingest_call *c = calloc(1, sizeof(*c));
+    char principal[SL_PRINCIPAL_MAX];
+    ingest_call *c;
 
+    if (!call_authenticate(svc, start, principal))
+        return;
+    c = calloc(1, sizeof(*c));
     if (c == NULL) {
         sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
@@ -604,6 +716,7 @@ static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind
     }
     c->svc = svc;
     c->kind = kind;
+    memcpy(c->principal, principal, sizeof(c->principal));
     if (kind != RPC_STREAM) {
         c->slots = &c->one;
         c->nslots = 1;
@@ -636,9 +749,20 @@ static void handle_stream(void *svc, const sl_rpc_start *start)
 
 /* ---- the service ---------------------------------------------------------------------------- */
 
+#define IN_FLIGHT_GAUGE "sluice_ingest_records_in_flight"
+#define IN_FLIGHT_HELP "Records published and not yet acknowledged by JetStream."
+
+/* The HTTP thread, for each scrape. */
 static double in_flight_gauge(void *svc)
 {
     return (double)ingest_service_in_flight(svc);
+}
+
+/* What the gauge reads once the service is gone. */
+static double no_service_gauge(void *closure)
+{
+    (void)closure;
+    return 0;
 }
 
 static void metrics_init(ingest_service *svc)
@@ -650,6 +774,10 @@ static void metrics_init(ingest_service *svc)
                                    "outcome,code");
     m->stored = sl_metric_with(m->records, "stored", "OK", NULL);
     m->duplicate = sl_metric_with(m->records, "duplicate", "OK", NULL);
+    m->unauthenticated = sl_metric_with(
+        sl_metric_counter("sluice_ingest_unauthenticated_calls_total",
+                          "Calls refused UNAUTHENTICATED: missing or invalid credentials.", NULL),
+        NULL);
     m->invalid = sl_metric_counter("sluice_ingest_invalid_records_total",
                                    "Records rejected by validation, by the field at fault.",
                                    "field");
@@ -658,9 +786,7 @@ static void metrics_init(ingest_service *svc)
                             "Time from JetStream publish to its PubAck (or failure).", NULL,
                             sl_metrics_latency_buckets, sl_metrics_latency_nbuckets),
         NULL);
-    sl_metric_gauge_fn("sluice_ingest_records_in_flight",
-                       "Records published and not yet acknowledged by JetStream.",
-                       in_flight_gauge, svc);
+    sl_metric_gauge_fn(IN_FLIGHT_GAUGE, IN_FLIGHT_HELP, in_flight_gauge, svc);
 }
 
 ingest_service *ingest_service_new(const ingest_config *cfg, sl_grpc_server *srv, sl_js *js)
@@ -702,6 +828,9 @@ void ingest_service_free(ingest_service *svc)
 {
     if (svc == NULL)
         return;
+    /* A scrape calls the gauge with the registry locked, and replacing it
+     * takes that lock: once replaced, no scrape can reach svc. */
+    sl_metric_gauge_fn(IN_FLIGHT_GAUGE, IN_FLIGHT_HELP, no_service_gauge, NULL);
     pthread_mutex_destroy(&svc->mu);
     free(svc);
 }

@@ -19,6 +19,7 @@ typedef Grpc__Reflection__V1__ServerReflectionResponse response;
 
 struct reflection_service {
     const sl_reflect *index;
+    sl_auth *auth;
 };
 
 typedef struct reflection_call {
@@ -156,12 +157,21 @@ static void reflection_destroy(sl_call *b)
     free(b);
 }
 
-static const sl_call_ops reflection_ops = {reflection_recv, reflection_sent, NULL,
-                                           reflection_destroy};
+static const sl_call_ops reflection_ops = {
+    .recv = reflection_recv, .sent = reflection_sent, .destroy = reflection_destroy};
 
 static void handle_info(void *svc, const sl_rpc_start *start)
 {
-    reflection_call *c = calloc(1, sizeof(*c));
+    reflection_service *r = svc;
+    char who[SL_PRINCIPAL_MAX], why[512];
+    reflection_call *c;
+    int code = sl_auth_authenticate(r->auth, start->call, start->metadata, who, why, sizeof(why));
+
+    if (code != 0) {
+        sl_grpc_reply_status(start, (grpc_status_code)code, why);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
     if (c == NULL) {
         sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
@@ -171,12 +181,14 @@ static void handle_info(void *svc, const sl_rpc_start *start)
     sl_call_start(&c->base, &reflection_ops, start);
 }
 
-reflection_service *reflection_service_new(sl_grpc_server *srv, const sl_reflect *index)
+reflection_service *reflection_service_new(sl_grpc_server *srv, const sl_reflect *index,
+                                           sl_auth *auth)
 {
     reflection_service *r = calloc(1, sizeof(*r));
     if (r == NULL)
         return NULL;
     r->index = index;
+    r->auth = auth;
     sl_grpc_server_route(srv, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                          handle_info, r);
     sl_grpc_server_route(srv, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

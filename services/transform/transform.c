@@ -1,7 +1,6 @@
 /* transform: see transform.h. */
 #include "transform.h"
 
-#include <errno.h>
 #include <float.h>
 #include <jq.h>
 #include <math.h>
@@ -10,6 +9,8 @@
 #include <string.h>
 
 #include "sl_record.h"
+#include "sl_file.h"
+#include "sl_pattern.h"
 
 #define MAX_DEPTH 100
 #define MAX_RULES_BYTES (4 << 20)
@@ -26,48 +27,6 @@ struct transform_rules {
     size_t n;
     char jq_error[JQ_ERROR_LEN]; /* the first message jq reported while compiling */
 };
-
-/* ---- patterns ----------------------------------------------------------- */
-
-bool transform_pattern_valid(const char *p)
-{
-    size_t len;
-
-    if (p == NULL || *p == '\0')
-        return false;
-    for (;;) {
-        len = strcspn(p, ".");
-        if (len == 0 || strcspn(p, " \t\r\n") < len)
-            return false;
-        if (memchr(p, '*', len) != NULL && len != 1)
-            return false;
-        if (memchr(p, '>', len) != NULL)
-            return len == 1 && p[1] == '\0'; /* ">" only as the last token */
-        if (p[len] == '\0')
-            return true;
-        p += len + 1;
-    }
-}
-
-bool transform_pattern_match(const char *p, const char *t)
-{
-    for (;;) {
-        size_t pl = strcspn(p, "."), tl = strcspn(t, ".");
-
-        if (pl == 1 && p[0] == '>')
-            return tl > 0;
-        if (tl == 0)
-            return false;
-        if (!(pl == 1 && p[0] == '*') && (pl != tl || strncmp(p, t, pl) != 0))
-            return false;
-        p += pl;
-        t += tl;
-        if (*p == '\0' || *t == '\0')
-            return *p == '\0' && *t == '\0';
-        p++;
-        t++;
-    }
-}
 
 /* ---- loading ------------------------------------------------------------ */
 
@@ -110,7 +69,7 @@ static bool rule_add(transform_rules *r, const bson_iter_t *it, const char *orig
     const char *pattern = bson_iter_key(it);
     rule *ru = &r->rules[r->n];
 
-    if (!transform_pattern_valid(pattern)) {
+    if (!sl_pattern_valid(pattern)) {
         snprintf(err, errlen,
                  "rules file %s: \"%s\" is not a type pattern (dot-separated "
                  "tokens, \"*\" for one token, \">\" for the rest)",
@@ -183,42 +142,20 @@ transform_rules *transform_rules_parse(const char *json, size_t len, const char 
     return r;
 }
 
-static char *file_read(const char *path, size_t *len, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-
-    if (f == NULL) {
-        snprintf(err, errlen, "rules file %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf = malloc(MAX_RULES_BYTES + 1);
-    *len = buf != NULL ? fread(buf, 1, MAX_RULES_BYTES + 1, f) : 0;
-    if (buf == NULL || ferror(f) || *len > MAX_RULES_BYTES) {
-        snprintf(err, errlen, "rules file %s: %s", path,
-                 buf == NULL ? "out of memory"
-                 : ferror(f) ? "read error"
-                             : "larger than 4 MiB");
-        free(buf);
-        buf = NULL;
-    } else {
-        buf[*len] = '\0';
-    }
-    fclose(f);
-    return buf;
-}
-
 transform_rules *transform_rules_load(const char *path, char *err, size_t errlen)
 {
+    char why[512];
     transform_rules *r;
     size_t len = 0;
     char *text;
 
     if (path == NULL || *path == '\0')
         return transform_rules_parse("{}", 2, "(none)", err, errlen);
-    text = file_read(path, &len, err, errlen);
-    if (text == NULL)
+    text = sl_file_read(path, MAX_RULES_BYTES, &len, why, sizeof(why));
+    if (text == NULL) {
+        snprintf(err, errlen, "rules file %s", why);
         return NULL;
+    }
     r = transform_rules_parse(text, len, path, err, errlen);
     free(text);
     return r;
@@ -245,7 +182,7 @@ size_t transform_rules_count(const transform_rules *r)
 static rule *rules_find(const transform_rules *r, const char *type)
 {
     for (size_t i = 0; i < r->n; i++) {
-        if (transform_pattern_match(r->rules[i].pattern, type))
+        if (sl_pattern_match(r->rules[i].pattern, type))
             return &r->rules[i];
     }
     return NULL;
@@ -504,6 +441,7 @@ static bool document_append(bson_t *doc, const sl_delivery *d, const Sluice__V1_
                             size_t errlen)
 {
     const char *traceparent = sl_delivery_header(d, SL_HDR_TRACEPARENT);
+    const char *principal = sl_delivery_header(d, SL_HDR_PRINCIPAL);
 
     BSON_APPEND_UTF8(doc, "_id", id);
     BSON_APPEND_UTF8(doc, "type", type);
@@ -515,6 +453,10 @@ static bool document_append(bson_t *doc, const sl_delivery *d, const Sluice__V1_
     append_time_or_null(doc, "event_time", rec->event_time);
     BSON_APPEND_DATE_TIME(doc, "received_at", sl_delivery_received_ns(d) / 1000000);
     BSON_APPEND_INT64(doc, "stream_seq", (int64_t)d->stream_seq);
+    if (principal != NULL && principal[0] != '\0')
+        BSON_APPEND_UTF8(doc, "principal", principal);
+    else
+        BSON_APPEND_NULL(doc, "principal");
     if (!transform_jv_append(doc, "data", data, err, errlen))
         return false;
     BSON_APPEND_DATE_TIME(doc, "transformed_at", now_ns / 1000000);

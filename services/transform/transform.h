@@ -24,7 +24,8 @@
  *
  * Documents. transform_document_build makes the `records` document:
  * {_id: record id, type, key, attributes, event_time, received_at,
- *  stream_seq, data, transformed_at, traceparent (when present)}.
+ *  stream_seq, principal, data, transformed_at, traceparent (when present)}.
+ * principal is the Sluice-Principal header (null without authentication).
  * Attribute keys are stored with '.' and a leading '$' replaced by their
  * full-width forms (U+FF0E, U+FF04), which both MongoDB and FerretDB accept.
  *
@@ -59,10 +60,6 @@ size_t transform_rules_count(const transform_rules *r);
 
 /* The pattern of the first rule matching type, or NULL (identity). */
 const char *transform_rules_match(const transform_rules *r, const char *type);
-
-/* NATS wildcard matching of a dot-separated type against a pattern. */
-bool transform_pattern_valid(const char *pattern);
-bool transform_pattern_match(const char *pattern, const char *type);
 
 /* Runs the rule for type on payload. On success *out is the resulting
  * object, which the caller frees with jv_free. */

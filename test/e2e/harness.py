@@ -206,20 +206,23 @@ class Proc:
 class NatsServer(Proc):
     """nats-server with JetStream on a temporary store. By default it runs the
     shipped configuration (deploy/local/nats.conf: sync_interval always);
-    sync=None runs the server's own default fsync policy instead; conf names
-    another configuration file (env: variables it refers to, scheme: "tls"
-    when its clients must speak TLS)."""
+    sync=None runs the server's own default fsync policy instead, and config
+    runs that configuration text (e.g. "jetstream {}" for every server
+    default, max_payload 1MB included); conf names a configuration file
+    instead (env: variables it refers to, scheme: "tls" when its clients
+    must speak TLS)."""
 
-    def __init__(self, sync="always", port=None, conf=None, env=None, scheme="nats"):
+    def __init__(self, sync="always", port=None, config=None, conf=None, env=None,
+                 scheme="nats"):
         super().__init__("nats", [], env=dict(os.environ, **(env or {})))
         self.port = port or free_port()
         self.scheme = scheme
         self.store = pathlib.Path(self.workdir) / "store"
-        if conf is None and sync == "always":
+        if conf is None and config is None and sync == "always":
             conf = ROOT / "deploy" / "local" / "nats.conf"
         elif conf is None:
             conf = pathlib.Path(self.workdir) / "nats.conf"
-            conf.write_text("max_payload: 8MB\njetstream {}\n")
+            conf.write_text(config if config is not None else "max_payload: 8MB\njetstream {}\n")
         self.argv = [str(TOOLS / "nats-server"), "-c", str(conf), "-a", "127.0.0.1",
                      "-p", str(self.port), "-sd", str(self.store)]
 

@@ -14,6 +14,7 @@ import nats
 import pytest
 
 import harness
+import wire
 
 STREAM = "SLUICE"
 
@@ -146,6 +147,129 @@ def test_ingest_rejects_invalid(pb, ingest, nats_server, run, name, fields, mess
     ch.close()
 
 
+BAD_STRINGS = [
+    ("nul in id", dict(id=b"a\0b"), "record.id: must not contain NUL bytes"),
+    ("nul in type", dict(type=b"order\0.created"), "record.type: must not contain NUL bytes"),
+    ("nul in key", dict(key=b"k\0"), "record.key: must not contain NUL bytes"),
+    ("nul in attribute key", dict(attributes=[(b"a\0b", b"v")]),
+     "record.attributes: a key must not contain NUL bytes"),
+    ("nul in attribute value", dict(attributes=[(b"a", b"\0")]),
+     "record.attributes: a value must not contain NUL bytes"),
+    ("invalid utf-8 key", dict(key=b"\xc3("), "record.key: must be valid UTF-8"),
+    ("surrogate in attribute value", dict(attributes=[(b"a", b"\xed\xa0\x80")]),
+     "record.attributes: a value must be valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize("name,fields,message", BAD_STRINGS, ids=[c[0] for c in BAD_STRINGS])
+def test_ingest_rejects_nul_and_invalid_utf8(pb, ingest, nats_server, run, name, fields, message):
+    """C strings end at the first NUL: "a\0b" must not be stored as "a".
+    Requests built byte by byte (the Python library refuses such strings)."""
+    ch = grpc.insecure_channel(ingest.target)
+    with pytest.raises(grpc.RpcError) as err:
+        wire.raw_method(ch, "Ingest")(wire.ingest_request(wire.record(**fields)), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == message
+    assert run(stream_count(nats_server.url)) == 0
+    ch.close()
+
+
+def test_batch_rejects_nul_per_record(pb, ingest, nats_server, run):
+    ch = grpc.insecure_channel(ingest.target)
+    recs = [wire.record(id=b"n-0"), wire.record(id=b"n-1\0x"), wire.record(id=b"n-2"),
+            wire.record(id=b"n-3", attributes=[(b"k", b"v\0")]), wire.record(id=b"n-4")]
+    raw = wire.raw_method(ch, "IngestBatch")(wire.batch_request(recs), timeout=10)
+    res = pb.ingest.IngestBatchResponse.FromString(raw).results
+    assert [r.WhichOneof("outcome") for r in res] == ["ack", "error", "ack", "error", "ack"]
+    # A record refused for its bytes gets no id back: none of its strings is trusted.
+    assert [r.id for r in res] == ["n-0", "", "n-2", "", "n-4"]
+    assert res[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert res[1].error.message == "records[1].id: must not contain NUL bytes"
+    assert res[3].error.message == "records[3].attributes: a value must not contain NUL bytes"
+    assert run(harness.stream_ids(nats_server.url)) == ["n-0", "n-2", "n-4"]
+    ch.close()
+
+
+def test_stream_rejects_nul_per_record(pb, ingest, nats_server, run):
+    ch = grpc.insecure_channel(ingest.target)
+    reqs = [wire.ingest_request(wire.record(id=b"sn-0")),
+            wire.ingest_request(wire.record(id=b"sn-1", type=b"a\0")),
+            wire.ingest_request(wire.record(id=b"sn-2"))]
+    res = [pb.ingest.IngestResult.FromString(r)
+           for r in wire.raw_method(ch, "IngestStream", stream=True)(iter(reqs), timeout=10)]
+    assert [r.WhichOneof("outcome") for r in res] == ["ack", "error", "ack"]
+    assert res[1].error.message == "record.type: must not contain NUL bytes"
+    assert res[1].id == ""
+    assert run(harness.stream_ids(nats_server.url)) == ["sn-0", "sn-2"]
+    ch.close()
+
+
+EURO = "\u20ac"  # three bytes in UTF-8: a byte limit can cut it in half
+
+
+def echo_cases():
+    """Records whose error or id could carry invalid UTF-8 back to the
+    client, each with the message its result must have."""
+    long_key = (EURO * 1400).encode()  # 4200 bytes: over the 4096-byte limit
+    return [
+        (wire.record(id=b"\xff\xfe-1"), "records[{i}].id: must be valid UTF-8"),
+        (wire.record(id=(EURO * 50).encode()),  # 150 bytes: cut at 128 before
+         "records[{i}].id: must be 1 to 128 characters of [A-Za-z0-9._:-] (or empty for "
+         "a server-assigned id)"),
+        (wire.record(id="caf\u00e9".encode()),
+         "records[{i}].id: must be 1 to 128 characters of [A-Za-z0-9._:-] (or empty for "
+         "a server-assigned id)"),
+        (wire.record(id=b"e-3", attributes=[(long_key, b"v")]),
+         # the quoted key is cut on a character boundary: 21 euros, 63 bytes
+         'records[{i}].attributes["' + EURO * 21 + '"]: key and value must be at most '
+         "4096 bytes each"),
+        (wire.record(id=b"e-4", attributes=[(b"k\xc3", b"v")]),
+         "records[{i}].attributes: a key must be valid UTF-8"),
+    ]
+
+
+def test_batch_never_echoes_invalid_utf8(pb, ingest, nats_server, run):
+    """A strict client (Python, Go) cannot parse a response holding invalid
+    UTF-8: one bad record must not cost the others their results."""
+    ch = grpc.insecure_channel(ingest.target)
+    cases = echo_cases()
+    recs = [wire.record(id=b"e-ok-0")] + [r for r, _ in cases] + [wire.record(id=b"e-ok-1")]
+    raw = wire.raw_method(ch, "IngestBatch")(wire.batch_request(recs), timeout=10)
+    res = pb.ingest.IngestBatchResponse.FromString(raw).results  # parses: all valid UTF-8
+    assert len(res) == len(recs)
+    assert res[0].WhichOneof("outcome") == "ack" and res[0].id == "e-ok-0"
+    assert res[-1].WhichOneof("outcome") == "ack" and res[-1].id == "e-ok-1"
+    for i, (_, message) in enumerate(cases, start=1):
+        assert res[i].WhichOneof("outcome") == "error"
+        assert res[i].error.message == message.format(i=i)
+        assert res[i].id in ("", "e-3"), res[i].id  # only a valid id comes back
+    assert run(harness.stream_ids(nats_server.url)) == ["e-ok-0", "e-ok-1"]
+    ch.close()
+
+
+def test_stream_never_echoes_invalid_utf8(pb, ingest, nats_server, run):
+    ch = grpc.insecure_channel(ingest.target)
+    cases = echo_cases()
+    reqs = [wire.ingest_request(r) for r, _ in cases] + [
+        wire.ingest_request(wire.record(id=b"e-ok"))]
+    raw = list(wire.raw_method(ch, "IngestStream", stream=True)(iter(reqs), timeout=10))
+    res = [pb.ingest.IngestResult.FromString(r) for r in raw]
+    assert [r.WhichOneof("outcome") for r in res] == ["error"] * len(cases) + ["ack"]
+    for r, (_, message) in zip(res, cases):
+        assert r.error.message == message.replace("records[{i}]", "record")
+    ch.close()
+
+
+def test_unary_status_message_is_utf8(pb, ingest):
+    ch = grpc.insecure_channel(ingest.target)
+    rec, message = echo_cases()[3]
+    with pytest.raises(grpc.RpcError) as err:
+        wire.raw_method(ch, "Ingest")(wire.ingest_request(rec), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.details() == message.replace("records[{i}]", "record")
+    ch.close()
+
+
 def test_ingest_rejects_bad_event_time(pb, ingest):
     s, ch = stub(pb, ingest)
     rec = record(pb)
@@ -184,6 +308,66 @@ def test_ingest_rejects_oversized_message(pb, nats_server):
         ch.close()
     finally:
         assert svc.stop() == 0
+
+
+# ---- what is stored: known fields only, within the server's max_payload ----
+
+def test_unknown_fields_are_not_stored(pb, ingest, nats_server, run):
+    """protobuf-c keeps the unknown fields of a request and would pack them
+    back: the stream gets only the record's known fields, also inside
+    event_time and the attribute entries."""
+    ch = grpc.insecure_channel(ingest.target)
+    call = wire.raw_method(ch, "Ingest")
+    rec = wire.record(
+        id="unk-1", key="k-1", payload=b'{"a":1}',
+        attributes=[wire.ld(1, "source") + wire.ld(2, "web") + wire.ld(7, "entry junk")],
+        event_time=wire.uint(1, 1700000000) + wire.uint(2, 5) + wire.ld(9, "time junk"),
+        extra=wire.ld(99, b"u" * (6 * 1024 * 1024)) + wire.uint(98, 7))
+    resp = pb.ingest.IngestResponse.FromString(call(wire.ingest_request(rec), timeout=30))
+    assert resp.id == "unk-1" and not resp.duplicate
+    msg = run(stream_msg(nats_server.url, resp.sequence))
+    expected = record(pb, id="unk-1", key="k-1", payload=b'{"a":1}',
+                      attributes={"source": "web"})
+    expected.event_time.seconds = 1700000000
+    expected.event_time.nanos = 5
+    assert len(msg.data) == expected.ByteSize() < 200, len(msg.data)
+    assert pb.ingest.Record.FromString(msg.data) == expected
+    ch.close()
+
+
+def test_message_over_server_max_payload(pb):
+    """A server with the default max_payload (1MB) and ingest's default 1 MiB
+    payload limit: a valid record whose message cannot fit gets
+    RESOURCE_EXHAUSTED naming the limit, never UNAVAILABLE (a retry cannot
+    help), and the connection stays up for the records that fit. The start
+    log warns about it."""
+    srv = harness.NatsServer(config="jetstream {}\n").start()
+    svc = harness.Ingest(srv.url).start()
+    try:
+        s, ch = stub(pb, svc)
+        limit = 1024 * 1024
+        # The body alone over max_payload (cnats refuses it), then a body that
+        # fits with headers that do not (the server would cut the connection).
+        for rid, size in (("mp-body", limit), ("mp-hdrs", limit - 25 - 40)):
+            payload = b'{"b":"' + b"x" * (size - 8) + b'"}'
+            assert len(payload) == size
+            t0 = time.monotonic()
+            with pytest.raises(grpc.RpcError) as err:
+                s.Ingest(pb.ingest.IngestRequest(record=record(pb, id=rid, payload=payload)),
+                         timeout=10)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value.details()
+            assert "max_payload of 1048576 bytes" in err.value.details(), err.value.details()
+            assert time.monotonic() - t0 < 2
+        ok = s.Ingest(pb.ingest.IngestRequest(record=record(pb, id="mp-ok")), timeout=10)
+        assert ok.sequence == 1
+        assert not svc.events("disconnected from NATS")
+        warned = [e["msg"] for e in svc.events() if e.get("level") == "warn" and
+                  "max_payload" in e.get("msg", "")]
+        assert warned and "1048576" in warned[0], svc.log()[-3000:]
+        ch.close()
+    finally:
+        assert svc.stop() == 0
+        srv.stop()
 
 
 # ---- IngestBatch -----------------------------------------------------------

@@ -1,5 +1,6 @@
 /* Unit tests for sl_record: every validation rule, UUIDv7 ids, and the stream
  * message a record becomes. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,6 +144,29 @@ static void test_key_and_attributes(void)
     CHECK(validate(&r) == 0);
 }
 
+/* A message quotes at most 64 bytes of an attribute key, cut before a
+ * character rather than inside one: messages go to strict clients. */
+static void test_quoted_key_is_utf8(void)
+{
+    static char k[4200 + 1];
+    Sluice__V1__Record r;
+    Sluice__V1__Record__AttributesEntry e, *entries[1] = {&e};
+    char want[256];
+
+    for (size_t i = 0; i < 4200; i += 3)
+        memcpy(k + i, "\xe2\x82\xac", 3);
+    make(&r, "a", "{}");
+    sluice__v1__record__attributes_entry__init(&e);
+    e.key = k;
+    e.value = "v";
+    r.n_attributes = 1;
+    r.attributes = entries;
+    CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+    snprintf(want, sizeof(want), "record.attributes[\"%.63s\"]: key and value must be at most "
+             "4096 bytes each", k);
+    CHECK_STR(msg, want);
+}
+
 static void test_event_time(void)
 {
     Sluice__V1__Record r;
@@ -205,6 +229,129 @@ static void test_to_msg(void)
     CHECK_STR(r.id, "");
 }
 
+/* A record as a client can send it: known fields, plus unknown ones in the
+ * record, in event_time and in an attribute entry. */
+static const uint8_t with_unknown[] = {
+    0x12, 0x01, 'a',                              /* type "a" */
+    0x22, 0x02, '{', '}',                         /* payload {} */
+    0x2a, 0x0b, 0x0a, 0x01, 'k', 0x12, 0x01, 'v', /* attributes {k: v, */
+    0x3a, 0x03, 'x', 'y', 'z',                    /*   field 7 "xyz"} */
+    0x32, 0x06, 0x08, 0x05, 0x10, 0x06, 0x48, 0x01, /* event_time {5, 6, field 9} */
+    0x9a, 0x06, 0x04, 'j', 'u', 'n', 'k',         /* field 99 "junk" */
+};
+
+static void test_to_msg_known_fields_only(void)
+{
+    Sluice__V1__Record *r = sluice__v1__record__unpack(NULL, sizeof(with_unknown), with_unknown);
+    Sluice__V1__Record *back = NULL;
+    natsMsg *m = NULL;
+
+    CHECK(r != NULL && r->base.n_unknown_fields == 1);
+    CHECK(r->event_time->base.n_unknown_fields == 1);
+    CHECK(r->attributes[0]->base.n_unknown_fields == 1);
+    CHECK(sl_record_to_msg(&m, r, "id-1", 0, NULL, NULL) == NATS_OK);
+    back = sluice__v1__record__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
+                                      (const uint8_t *)natsMsg_GetData(m));
+    CHECK(back != NULL);
+    CHECK(back->base.n_unknown_fields == 0);
+    CHECK(back->event_time->base.n_unknown_fields == 0);
+    CHECK(back->event_time->seconds == 5 && back->event_time->nanos == 6);
+    CHECK(back->n_attributes == 1 && back->attributes[0]->base.n_unknown_fields == 0);
+    CHECK_STR(back->attributes[0]->key, "k");
+    CHECK_STR(back->attributes[0]->value, "v");
+    CHECK_STR(back->id, "id-1");
+    CHECK(back->payload.len == 2);
+    /* 6 + 3 + 4 + 8 + 6: id, type, payload, the entry, event_time */
+    CHECK(natsMsg_GetDataLength(m) == 27);
+    sluice__v1__record__free_unpacked(back, NULL);
+    sluice__v1__record__free_unpacked(r, NULL);
+    natsMsg_Destroy(m);
+}
+
+/* What NATS counts against max_payload: the body and the headers as
+ * "NATS/1.0\r\n", "key: value\r\n" each, "\r\n". */
+static size_t msg_bytes(natsMsg *m)
+{
+    const char **keys = NULL, **values = NULL;
+    int nkeys = 0, nvalues = 0;
+    size_t n = (size_t)natsMsg_GetDataLength(m) + 12;
+    if (natsMsgHeader_Keys(m, &keys, &nkeys) != NATS_OK)
+        return n;
+    for (int i = 0; i < nkeys; i++) {
+        if (natsMsgHeader_Values(m, keys[i], &values, &nvalues) != NATS_OK)
+            continue;
+        for (int j = 0; j < nvalues; j++)
+            n += strlen(keys[i]) + 2 + strlen(values[j]) + 2;
+        free(values);
+    }
+    free(keys);
+    return n;
+}
+
+/* The largest record the limits allow fits the bound, and the bound is
+ * tight: the same record is within a few bytes of it. */
+static void test_max_msg_bytes(void)
+{
+    static Sluice__V1__Record__AttributesEntry e[64];
+    static Sluice__V1__Record__AttributesEntry *entries[64];
+    static char payload[1024 * 1024 + 1], key[1025], attr[64][2][4097], id[129], type[129];
+    static char traceparent[SL_TRACEPARENT_MAX + 1], principal[SL_PRINCIPAL_MAX];
+    Sluice__V1__Record r;
+    Google__Protobuf__Timestamp t;
+    natsMsg *m = NULL;
+    size_t bound = sl_record_max_msg_bytes(&lim), got;
+
+    memset(payload, ' ', sizeof(payload) - 1);
+    payload[0] = '{';
+    payload[sizeof(payload) - 2] = '}';
+    make(&r, type, payload);
+    memset(type, 'a', 128);
+    memset(id, 'i', 128);
+    memset(key, 'k', 1024);
+    memset(traceparent, 't', SL_TRACEPARENT_MAX);
+    memset(principal, 'p', SL_PRINCIPAL_MAX - 1);
+    r.id = id;
+    r.key = key;
+    for (size_t i = 0; i < 64; i++) {
+        memset(attr[i][0], 'a', 4096);
+        memset(attr[i][1], 'v', 4096);
+        attr[i][0][0] = (char)('0' + i % 10);
+        attr[i][0][1] = (char)('0' + i / 10);
+        sluice__v1__record__attributes_entry__init(&e[i]);
+        e[i].key = attr[i][0];
+        e[i].value = attr[i][1];
+        entries[i] = &e[i];
+    }
+    r.n_attributes = 64;
+    r.attributes = entries;
+    google__protobuf__timestamp__init(&t);
+    t.seconds = -62135596800LL;
+    t.nanos = 999999999;
+    r.event_time = &t;
+    CHECK(validate(&r) == 0);
+    CHECK(sl_record_to_msg(&m, &r, id, INT64_MAX, traceparent, principal) == NATS_OK);
+    got = msg_bytes(m);
+    natsMsg_Destroy(m);
+    CHECK(got <= bound);
+    CHECK(bound - got < 64);
+    /* 1 MiB of payload, 512 KiB of attributes, and change */
+    CHECK(bound > 1024 * 1024 + 512 * 1024 && bound < 1024 * 1024 + 520 * 1024);
+}
+
+/* Limits no configuration allows still give a bound, not a wrapped one. */
+static void test_max_msg_bytes_saturates(void)
+{
+    sl_record_limits huge = lim;
+    huge.max_attributes = SIZE_MAX / 1024;
+    CHECK(sl_record_max_msg_bytes(&huge) == SIZE_MAX);
+    huge = lim;
+    huge.max_payload_bytes = SIZE_MAX - 16;
+    CHECK(sl_record_max_msg_bytes(&huge) == SIZE_MAX);
+    huge = lim;
+    huge.max_attribute_bytes = SIZE_MAX / 2;
+    CHECK(sl_record_max_msg_bytes(&huge) == SIZE_MAX);
+}
+
 int main(void)
 {
     sl_record_limits_default(&lim);
@@ -217,9 +364,13 @@ int main(void)
     TEST(test_payload_rules);
     TEST(test_payload_limit);
     TEST(test_key_and_attributes);
+    TEST(test_quoted_key_is_utf8);
     TEST(test_event_time);
     TEST(test_uuid_v7);
     TEST(test_to_msg);
+    TEST(test_to_msg_known_fields_only);
+    TEST(test_max_msg_bytes);
+    TEST(test_max_msg_bytes_saturates);
     nats_Close();
     return UNIT_RESULT();
 }

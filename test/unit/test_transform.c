@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "sl_record.h"
+#include "sl_pattern.h"
 #include "transform.h"
 #include "unit.h"
 
@@ -47,45 +48,45 @@ static bool run_is(transform_rules *r, const char *type, const char *payload, co
 
 static void test_pattern_exact_and_star(void)
 {
-    CHECK(transform_pattern_match("order.created", "order.created"));
-    CHECK(!transform_pattern_match("order.created", "order.created.v2"));
-    CHECK(!transform_pattern_match("order.created", "order"));
-    CHECK(transform_pattern_match("order.*", "order.created"));
-    CHECK(!transform_pattern_match("order.*", "order"));
-    CHECK(!transform_pattern_match("order.*", "order.created.v2"));
-    CHECK(!transform_pattern_match("order.*", "orders.created"));
-    CHECK(transform_pattern_match("*.created", "order.created"));
-    CHECK(transform_pattern_match("*.*", "a.b"));
-    CHECK(!transform_pattern_match("*", "a.b"));
-    CHECK(transform_pattern_match("*", "a"));
+    CHECK(sl_pattern_match("order.created", "order.created"));
+    CHECK(!sl_pattern_match("order.created", "order.created.v2"));
+    CHECK(!sl_pattern_match("order.created", "order"));
+    CHECK(sl_pattern_match("order.*", "order.created"));
+    CHECK(!sl_pattern_match("order.*", "order"));
+    CHECK(!sl_pattern_match("order.*", "order.created.v2"));
+    CHECK(!sl_pattern_match("order.*", "orders.created"));
+    CHECK(sl_pattern_match("*.created", "order.created"));
+    CHECK(sl_pattern_match("*.*", "a.b"));
+    CHECK(!sl_pattern_match("*", "a.b"));
+    CHECK(sl_pattern_match("*", "a"));
 }
 
 static void test_pattern_tail(void)
 {
-    CHECK(transform_pattern_match("order.>", "order.created"));
-    CHECK(transform_pattern_match("order.>", "order.created.v2"));
-    CHECK(!transform_pattern_match("order.>", "order"));
-    CHECK(!transform_pattern_match("order.>", "invoice.created"));
-    CHECK(transform_pattern_match(">", "order"));
-    CHECK(transform_pattern_match(">", "a.b.c"));
-    CHECK(transform_pattern_match("*.>", "a.b"));
-    CHECK(!transform_pattern_match("*.>", "a"));
+    CHECK(sl_pattern_match("order.>", "order.created"));
+    CHECK(sl_pattern_match("order.>", "order.created.v2"));
+    CHECK(!sl_pattern_match("order.>", "order"));
+    CHECK(!sl_pattern_match("order.>", "invoice.created"));
+    CHECK(sl_pattern_match(">", "order"));
+    CHECK(sl_pattern_match(">", "a.b.c"));
+    CHECK(sl_pattern_match("*.>", "a.b"));
+    CHECK(!sl_pattern_match("*.>", "a"));
 }
 
 static void test_pattern_valid(void)
 {
-    CHECK(transform_pattern_valid("order.created"));
-    CHECK(transform_pattern_valid("order.*"));
-    CHECK(transform_pattern_valid("order.>"));
-    CHECK(transform_pattern_valid(">"));
-    CHECK(transform_pattern_valid("*.x.*"));
-    CHECK(!transform_pattern_valid(""));
-    CHECK(!transform_pattern_valid("order."));
-    CHECK(!transform_pattern_valid(".order"));
-    CHECK(!transform_pattern_valid("order..x"));
-    CHECK(!transform_pattern_valid("order.>.x"));
-    CHECK(!transform_pattern_valid("order*"));
-    CHECK(!transform_pattern_valid("a b"));
+    CHECK(sl_pattern_valid("order.created"));
+    CHECK(sl_pattern_valid("order.*"));
+    CHECK(sl_pattern_valid("order.>"));
+    CHECK(sl_pattern_valid(">"));
+    CHECK(sl_pattern_valid("*.x.*"));
+    CHECK(!sl_pattern_valid(""));
+    CHECK(!sl_pattern_valid("order."));
+    CHECK(!sl_pattern_valid(".order"));
+    CHECK(!sl_pattern_valid("order..x"));
+    CHECK(!sl_pattern_valid("order.>.x"));
+    CHECK(!sl_pattern_valid("order*"));
+    CHECK(!sl_pattern_valid("a b"));
 }
 
 static void test_first_in_file_order_wins(void)
@@ -346,6 +347,7 @@ static void test_document_fields(void)
               "\"event_time\" : { \"$date\" : { \"$numberLong\" : \"1767225600250\" } }, "
               "\"received_at\" : { \"$date\" : { \"$numberLong\" : \"1767225601123\" } }, "
               "\"stream_seq\" : { \"$numberLong\" : \"42\" }, "
+              "\"principal\" : null, "
               "\"data\" : { \"total\" : { \"$numberInt\" : \"42\" } }, "
               "\"transformed_at\" : { \"$date\" : { \"$numberLong\" : \"1767225602000\" } }, "
               "\"traceparent\" : \"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\" }");
