@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sl_file.h"
+
 typedef struct unit {
     const char *suffix;
     int64_t factor;
@@ -228,42 +230,23 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
 
 /* ---- secrets from files ------------------------------------------------- */
 
-static bool read_all(FILE *f, char *buf, size_t cap, size_t *len)
-{
-    *len = fread(buf, 1, cap, f);
-    return !ferror(f);
-}
-
 bool sl_config_read_file(const char *what, const char *path, char **out, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf;
+    char why[512];
     size_t len = 0;
-    bool ok;
+    char *buf = sl_file_read(path, SL_CONFIG_FILE_MAX, &len, why, sizeof(why));
 
     *out = NULL;
-    if (f == NULL) {
-        snprintf(err, errlen, "cannot read %s \"%s\": %s", what, path, strerror(errno));
-        return false;
-    }
-    buf = malloc(SL_CONFIG_FILE_MAX + 2);
-    ok = buf != NULL && read_all(f, buf, SL_CONFIG_FILE_MAX + 1, &len);
-    fclose(f);
-    if (!ok) {
-        snprintf(err, errlen, "cannot read %s \"%s\": %s", what, path,
-                 buf == NULL ? "out of memory" : strerror(errno));
-        free(buf);
+    if (buf == NULL) {
+        snprintf(err, errlen, "cannot read %s %s", what, why);
         return false;
     }
     while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-        len--;
-    buf[len] = '\0';
-    if (len > SL_CONFIG_FILE_MAX)
-        snprintf(err, errlen, "%s \"%s\": larger than %d bytes", what, path, SL_CONFIG_FILE_MAX);
-    else if (len == 0)
-        snprintf(err, errlen, "%s \"%s\": the file is empty", what, path);
+        buf[--len] = '\0';
+    if (len == 0)
+        snprintf(err, errlen, "%s %s: the file is empty", what, path);
     else if (memchr(buf, '\0', len) != NULL)
-        snprintf(err, errlen, "%s \"%s\": the file holds a NUL byte", what, path);
+        snprintf(err, errlen, "%s %s: the file holds a NUL byte", what, path);
     else {
         *out = buf;
         return true;

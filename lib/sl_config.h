@@ -66,12 +66,12 @@ bool sl_config_parse_bool(const char *text, bool *out);
 /* The longest secret file sl_config_read_file takes. */
 #define SL_CONFIG_FILE_MAX (64 * 1024)
 
-/* Reads the file at path into *out (allocated; the caller frees it), with
- * trailing newlines ("\n", "\r\n") removed, as a Secret file usually ends
- * with one. Returns false, *out NULL, and err one line naming what (e.g.
- * "--mongodb-uri-file (MONGODB_URI_FILE)") and path, never the content, when
- * the file cannot be read, is empty, larger than SL_CONFIG_FILE_MAX or holds
- * a NUL byte. */
+/* Reads the file at path (sl_file_read) into *out (allocated; the caller
+ * frees it), with trailing newlines ("\n", "\r\n") removed, as a Secret file
+ * usually ends with one. Returns false, *out NULL, and err one line naming
+ * what (e.g. "--mongodb-uri-file (MONGODB_URI_FILE)") and path, never the
+ * content, when the file cannot be read, is empty, larger than
+ * SL_CONFIG_FILE_MAX or holds a NUL byte. */
 bool sl_config_read_file(const char *what, const char *path, char **out, char *err, size_t errlen);
 
 #endif

@@ -271,13 +271,12 @@ static bool creds_check(sl_nats_settings *s, char *err, size_t errlen)
 
     if (ok && strstr(text, "-----BEGIN NATS USER JWT-----") == NULL) {
         snprintf(err, errlen,
-                 "%s \"%s\": no user JWT (a .creds file holds a \"-----BEGIN NATS USER "
+                 "%s %s: no user JWT (a .creds file holds a \"-----BEGIN NATS USER "
                  "JWT-----\" block and the user's seed)",
                  CREDS_FLAG, s->creds);
         ok = false;
     } else if (ok && !seed_public(text, s->nkey_public, sizeof(s->nkey_public))) {
-        snprintf(err, errlen, "%s \"%s\": no valid user NKey seed after the JWT", CREDS_FLAG,
-                 s->creds);
+        snprintf(err, errlen, "%s %s: no valid user NKey seed after the JWT", CREDS_FLAG, s->creds);
         ok = false;
     }
     secret_free(text);
@@ -291,7 +290,7 @@ static bool nkey_check(sl_nats_settings *s, char *err, size_t errlen)
 
     if (ok && !seed_public(text, s->nkey_public, sizeof(s->nkey_public))) {
         snprintf(err, errlen,
-                 "%s \"%s\": no valid user NKey seed (a line \"SU...\" of %d characters, as "
+                 "%s %s: no valid user NKey seed (a line \"SU...\" of %d characters, as "
                  "`nats auth nkey gen user` writes it)",
                  NKEY_FLAG, s->nkey, SL_NKEY_SEED_LEN);
         ok = false;
@@ -328,7 +327,7 @@ static bool readable(const char *what, const char *path, char *err, size_t errle
 {
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        snprintf(err, errlen, "cannot read %s \"%s\": %s", what, path, strerror(errno));
+        snprintf(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
         return false;
     }
     fclose(f);
@@ -345,14 +344,14 @@ static bool tls_load(const sl_nats_settings *s, char *err, size_t errlen)
     if (st == NATS_OK && given(s->ca)) {
         st = natsOptions_LoadCATrustedCertificates(opts, s->ca);
         if (st != NATS_OK)
-            snprintf(err, errlen, "%s \"%s\": no PEM CA certificate OpenSSL can load (%s)", CA_FLAG,
+            snprintf(err, errlen, "%s %s: no PEM CA certificate OpenSSL can load (%s)", CA_FLAG,
                      s->ca, nats_GetLastError(NULL));
     }
     if (st == NATS_OK && given(s->cert)) {
         st = natsOptions_LoadCertificatesChain(opts, s->cert, s->key);
         if (st != NATS_OK)
             snprintf(err, errlen,
-                     "%s \"%s\" and %s \"%s\": not a PEM certificate and its private key "
+                     "%s %s and %s %s: not a PEM certificate and its private key "
                      "(%s)",
                      CERT_FLAG, s->cert, KEY_FLAG, s->key, nats_GetLastError(NULL));
     } else if (st != NATS_OK && opts == NULL) {

@@ -377,52 +377,7 @@ class FerretDB(Proc):
         return self.started(self.port)
 
 
-# ---- credentials made at test time ----------------------------------------------
-
-class Certs:
-    """A private CA and certificates it signed, made with the openssl command
-    in dir: ca.pem, server.pem/server.key (for 127.0.0.1 and localhost),
-    client(name) -> (cert, key) with CN name, and bundle(name), the client's
-    certificate and key in one PEM file (MongoDB's tlsCertificateKeyFile)."""
-
-    def __init__(self, dir):
-        self.dir = pathlib.Path(dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.ca = self.dir / "ca.pem"
-        self.ca_key = self.dir / "ca.key"
-        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                      "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
-                      "-subj", "/CN=Sluice test CA")
-        self.server, self.server_key = self._signed(
-            "server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-            "extendedKeyUsage=serverAuth\n")
-
-    def _openssl(self, *args):
-        subprocess.run(["openssl"] + [str(a) for a in args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def _signed(self, name, subject, ext):
-        key, csr, cert = (self.dir / f"{name}.{x}" for x in ("key", "csr", "pem"))
-        extfile = self.dir / f"{name}.ext"
-        extfile.write_text(ext)
-        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                      "-keyout", key, "-out", csr, "-subj", subject)
-        self._openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
-                      "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extfile)
-        return cert, key
-
-    def client(self, name):
-        cert = self.dir / f"client-{name}.pem"
-        if not cert.exists():
-            self._signed(f"client-{name}", f"/CN={name}", "extendedKeyUsage=clientAuth\n")
-        return cert, self.dir / f"client-{name}.key"
-
-    def bundle(self, name):
-        cert, key = self.client(name)
-        out = self.dir / f"client-{name}-bundle.pem"
-        out.write_text(cert.read_text() + key.read_text())
-        return out
-
+# ---- NATS identities made at test time (certificates: pki.py) ----------------
 
 def nats_cli(*args, env=None, timeout=20):
     """Runs natscli (.tools/bin/nats) without any context of the user's."""

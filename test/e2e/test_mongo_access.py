@@ -6,10 +6,13 @@ credentials (FerretDB 1.24 checks them only with its experimental
 The URI comes from MONGODB_URI_FILE as a Kubernetes Secret would give it;
 its password never reaches a log line or an error."""
 
+import pathlib
+
 import pymongo
 import pytest
 
 import harness
+import pki
 from conftest_access import (Pipeline, carries_records, start_error, stops_cleanly)
 from conftest_downstream import Downstream
 
@@ -17,16 +20,26 @@ PASSWORD = "m0ngo-pa55word"
 
 
 @pytest.fixture
-def certs(tmp_path):
-    return harness.Certs(tmp_path / "certs")
+def certs():
+    return pki.Pki()
+
+
+def bundle(certs, name):
+    """A client certificate and its key in one PEM file, as MongoDB's
+    tlsCertificateKeyFile takes them."""
+    cert, key = certs.issue(f"client-{name}", name)
+    path = pathlib.Path(cert).with_suffix(".pem")
+    path.write_bytes(pki.Pki.read(cert) + pki.Pki.read(key))
+    return path
 
 
 def tls_ferretdb(certs, client_certs):
     """FerretDB with a plain listener (for the test's own reads) and a TLS
     one, .tls_port; client_certs: the TLS listener requires them."""
     tls_port = harness.free_port()
-    extra = [f"--listen-tls=127.0.0.1:{tls_port}", f"--listen-tls-cert-file={certs.server}",
-             f"--listen-tls-key-file={certs.server_key}"]
+    cert, key = certs.server()
+    extra = [f"--listen-tls=127.0.0.1:{tls_port}", f"--listen-tls-cert-file={cert}",
+             f"--listen-tls-key-file={key}"]
     if client_certs:
         extra.append(f"--listen-tls-ca-file={certs.ca}")
     db = harness.FerretDB(extra=extra).start()
@@ -70,7 +83,7 @@ def test_client_certificates_to_mongodb(pb, tmp_path, certs, nats_server):
     base = f"mongodb://127.0.0.1:{db.tls_port}/sluice?tls=true&tlsCAFile={certs.ca}"
     try:
         run_pipeline(pb, tmp_path, nats_server,
-                     lambda name: f"{base}&tlsCertificateKeyFile={certs.bundle('sluice-' + name)}",
+                     lambda name: f"{base}&tlsCertificateKeyFile={bundle(certs, 'sluice-' + name)}",
                      sluice)
         # Without a client certificate, the store is not reachable: not ready.
         svc = Downstream("audit", nats_server.url, base).start()
@@ -141,7 +154,7 @@ def test_bad_mongodb_settings_stop_at_start_masked(name, tmp_path):
     line = start_error(name, f"--mongodb-uri-file={uri_file}", "--mongodb-uri=mongodb://h/db")
     assert "exclude each other" in line
     line = start_error(name, "--mongodb-uri-file=/nonexistent/uri")
-    assert 'cannot read --mongodb-uri-file (MONGODB_URI_FILE) "/nonexistent/uri"' in line
+    assert "cannot read --mongodb-uri-file (MONGODB_URI_FILE) /nonexistent/uri:" in line
     empty = tmp_path / "empty"
     empty.write_text("")
     assert "the file is empty" in start_error(name, f"--mongodb-uri-file={empty}")

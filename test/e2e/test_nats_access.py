@@ -239,7 +239,7 @@ def test_bad_nats_settings_stop_at_start(name, tmp_path):
     empty.write_text("\n")
     cases = [
         (["--nats-creds=/nonexistent/svc.creds"],
-         'cannot read --nats-creds (NATS_CREDS) "/nonexistent/svc.creds": No such file'),
+         'cannot read --nats-creds (NATS_CREDS) /nonexistent/svc.creds: No such file'),
         ([f"--nats-creds={seed}"], "no user JWT"),
         (["--nats-nkey=/nonexistent/svc.nk"], "cannot read --nats-nkey (NATS_NKEY)"),
         ([f"--nats-nkey={cert}"], "no valid user NKey seed"),
@@ -257,7 +257,7 @@ def test_bad_nats_settings_stop_at_start(name, tmp_path):
         assert "hidden-pw" not in line
     # The environment, with natscli's names, is read the same way.
     line = start_error(name, env={"NATS_CREDS": "/nonexistent/env.creds"})
-    assert 'NATS_CREDS) "/nonexistent/env.creds"' in line
+    assert "NATS_CREDS) /nonexistent/env.creds:" in line
     line = start_error(name, env={"NATS_URL_FILE": str(url_file), "NATS_URL": "nats://h:1"})
     assert "exclude each other" in line
 

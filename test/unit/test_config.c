@@ -157,7 +157,7 @@ static void test_read_file(void)
     unlink(p);
     CHECK(!sl_config_read_file("--nats-url-file (NATS_URL_FILE)", "/nonexistent/url", &v, err,
                                sizeof(err)));
-    CHECK_STR(err, "cannot read --nats-url-file (NATS_URL_FILE) \"/nonexistent/url\": "
+    CHECK_STR(err, "cannot read --nats-url-file (NATS_URL_FILE) /nonexistent/url: "
                    "No such file or directory");
     CHECK(v == NULL);
 }

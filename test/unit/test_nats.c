@@ -197,7 +197,7 @@ static void test_settings_check(void)
     settings_init(&s);
     s.creds = "/nonexistent/user.creds";
     CHECK(!sl_nats_settings_check(&s, err, sizeof(err)));
-    CHECK_STR(err, "cannot read --nats-creds (NATS_CREDS) \"/nonexistent/user.creds\": "
+    CHECK_STR(err, "cannot read --nats-creds (NATS_CREDS) /nonexistent/user.creds: "
                    "No such file or directory");
 
     /* TLS: on with any TLS file or a tls:// URL; certificate and key go
