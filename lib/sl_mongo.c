@@ -181,6 +181,23 @@ bool sl_mongo_uri_check(const char *uri, char *err, size_t errlen)
     return true;
 }
 
+/* One line on how the store is reached, nothing secret in it; a warning
+ * when it neither identifies nor encrypts. */
+static void log_access(const sl_mongo_config *cfg, const mongoc_uri_t *uri)
+{
+    const char *user = mongoc_uri_get_username(uri);
+    bool tls = mongoc_uri_get_tls(uri);
+    char shown[1024];
+
+    sl_mongo_uri_redact(cfg->uri, shown, sizeof(shown));
+    if ((user == NULL || user[0] == '\0') && !tls)
+        sl_log(SL_LOG_WARN, "MongoDB: %s; no credentials; no TLS: open access, fine for a "
+               "local run only (README, \"Security\")", shown);
+    else
+        sl_log(SL_LOG_INFO, "MongoDB: %s; %s%s; %s", shown, user ? "user " : "no credentials",
+               user ? user : "", tls ? "TLS" : "no TLS");
+}
+
 sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
 {
     bson_error_t error;
@@ -196,6 +213,7 @@ sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
         return NULL;
     }
     apply_defaults(uri, cfg);
+    log_access(cfg, uri);
     db = mongoc_uri_get_database(uri);
     m = calloc(1, sizeof(*m));
     if (m == NULL) {

@@ -71,7 +71,8 @@ def test_tls_to_mongodb(pb, tmp_path, certs, nats_server):
     client, sluice = open_db(db.uri())
     try:
         uri = (f"mongodb://127.0.0.1:{db.tls_port}/sluice?tls=true&tlsCAFile={certs.ca}")
-        run_pipeline(pb, tmp_path, nats_server, lambda name: uri, sluice)
+        p = run_pipeline(pb, tmp_path, nats_server, lambda name: uri, sluice)
+        assert p.transform.events("MongoDB: ")[0]["msg"].endswith("no credentials; TLS")
     finally:
         client.close()
         db.stop()
@@ -123,6 +124,9 @@ def test_credentials_from_a_uri_file(pb, tmp_path, nats_server, auth_ferretdb):
         finally:
             stops_cleanly(p)
         assert PASSWORD not in p.logs()
+        line = p.audit.events("MongoDB: ")[0]
+        assert line["level"] == "info" and "mongodb://sluice:***@127.0.0.1" in line["msg"], line
+        assert "user sluice; no TLS" in line["msg"], line
 
         # A wrong password: not ready, said so, and neither password shows.
         wrong = tmp_path / "wrong-uri"
