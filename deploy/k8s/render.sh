@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Renders an overlay for kubectl, only when it is fit to apply:
 #   bash deploy/k8s/render.sh prod | kubectl apply -f -
+#   bash deploy/k8s/render.sh --external-secrets prod   (Secrets from a secret manager)
 # kustomize builds it (which fails, naming the file, while its secrets are
 # missing: bash deploy/k8s/secrets.sh prod), then the validator
 # (deploy/k8s/validate) checks it: strict API types, Sluice's rules, and no
@@ -10,7 +11,12 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-overlay="${1:?usage: render.sh OVERLAY}"
+external=()
+if [ "${1:-}" = "--external-secrets" ]; then
+    external=(-external-secrets) # referenced Secrets may be absent from the rendering
+    shift
+fi
+overlay="${1:?usage: render.sh [--external-secrets] OVERLAY}"
 dir="$ROOT/deploy/k8s/overlays/$overlay"
 kustomize="$ROOT/.tools/bin/kustomize"
 validate="$ROOT/.tools/bin/sluice-k8s-validate"
@@ -32,7 +38,7 @@ if ! "$kustomize" build "$dir" >"$out"; then
     echo "render.sh: $overlay did not render (no secrets yet? bash deploy/k8s/secrets.sh $overlay)" >&2
     exit 1
 fi
-if ! "$validate" -q -source "overlays/$overlay" <"$out"; then
+if ! "$validate" -q ${external[@]+"${external[@]}"} -source "overlays/$overlay" <"$out"; then
     echo "render.sh: $overlay refused: fix the problems above before applying it" >&2
     exit 1
 fi

@@ -97,6 +97,7 @@ type head struct {
 
 func main() {
 	strictOnly := flag.Bool("strict-only", false, "only decode strictly; skip the policy and reference checks")
+	flag.BoolVar(&externalSecrets, "external-secrets", false, "Secrets are managed outside the input: a reference to one that is missing is no error")
 	quiet := flag.Bool("q", false, "print nothing on success")
 	source := flag.String("source", "<stdin>", "the name of standard input in messages")
 	flag.Usage = func() {

@@ -68,6 +68,18 @@ func TestGoodPasses(t *testing.T) {
 	}
 }
 
+func TestExternalSecrets(t *testing.T) {
+	text := strings.Replace(good, "          env:\n", "          envFrom: [{secretRef: {name: web-env}}]\n          env:\n", 1)
+	if p := validateText(t, text); len(p) != 1 || !strings.Contains(p[0], `Secret "web-env", which is not in the input`) {
+		t.Fatalf("want the missing Secret reported, got:\n%s", strings.Join(p, "\n"))
+	}
+	externalSecrets = true
+	defer func() { externalSecrets = false }()
+	if p := validateText(t, text); len(p) != 0 {
+		t.Fatalf("with -external-secrets, want no problem, got:\n%s", strings.Join(p, "\n"))
+	}
+}
+
 func TestDefectsAreNamed(t *testing.T) {
 	cases := []struct{ name, from, to, want string }{
 		{"unknown field", "replicas: 2", "replica: 2", `Deployment web: strict decoding error: unknown field "spec.replica"`},

@@ -272,6 +272,10 @@ func checkPodSpec(o *object, spec *corev1.PodSpec, longLived bool, rep *report) 
 	}
 }
 
+// externalSecrets: the Secrets come from outside the rendering (a secret
+// manager in the cluster), so a reference to a missing one is expected.
+var externalSecrets bool
+
 // checkReferences checks what objects say about each other.
 func checkReferences(objs []*object, rep *report) {
 	type key struct{ kind, ns, name string }
@@ -308,7 +312,7 @@ func checkReferences(objs []*object, rep *report) {
 		if tpl, _ := podTemplate(o.obj); tpl != nil {
 			spec := &tpl.Spec
 			need := func(kind, name, where string, optional *bool) {
-				if optional != nil && *optional {
+				if (optional != nil && *optional) || (kind == "Secret" && externalSecrets) {
 					return
 				}
 				if !exists(kind, ns, name) {
