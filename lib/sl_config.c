@@ -251,6 +251,7 @@ bool sl_config_read_file(const char *what, const char *path, char **out, char *e
         *out = buf;
         return true;
     }
+    explicit_bzero(buf, len); /* a secret, even when refused */
     free(buf);
     return false;
 }

@@ -232,12 +232,7 @@ static bool servers_check(sl_nats_settings *s, char *err, size_t errlen)
     return true;
 }
 
-/* Reads a credentials file whole; the caller wipes and frees *text. */
-static bool secret_read(const char *what, const char *path, char **text, char *err, size_t errlen)
-{
-    return sl_config_read_file(what, path, text, err, errlen);
-}
-
+/* Wipes and frees what sl_config_read_file read from a credentials file. */
 static void secret_free(char *text)
 {
     if (text != NULL) {
@@ -267,7 +262,7 @@ static bool seed_public(const char *text, char *pub, size_t publen)
 static bool creds_check(sl_nats_settings *s, char *err, size_t errlen)
 {
     char *text = NULL;
-    bool ok = secret_read(CREDS_FLAG, s->creds, &text, err, errlen);
+    bool ok = sl_config_read_file(CREDS_FLAG, s->creds, &text, err, errlen);
 
     if (ok && strstr(text, "-----BEGIN NATS USER JWT-----") == NULL) {
         snprintf(err, errlen,
@@ -286,7 +281,7 @@ static bool creds_check(sl_nats_settings *s, char *err, size_t errlen)
 static bool nkey_check(sl_nats_settings *s, char *err, size_t errlen)
 {
     char *text = NULL;
-    bool ok = secret_read(NKEY_FLAG, s->nkey, &text, err, errlen);
+    bool ok = sl_config_read_file(NKEY_FLAG, s->nkey, &text, err, errlen);
 
     if (ok && !seed_public(text, s->nkey_public, sizeof(s->nkey_public))) {
         snprintf(err, errlen,
