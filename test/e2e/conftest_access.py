@@ -74,9 +74,14 @@ def stops_cleanly(pipeline):
 
 def start_error(name, *args, env=None):
     """Runs a service that must refuse to start: returns its stderr, after
-    checking exit status 2 and a single line."""
+    checking exit status 2 and a single line. libmongoc's shared-memory
+    counters are off (MONGOC_DISABLE_SHM): libmongoc sets them up when it is
+    loaded, before any Sluice code runs, and says on stderr when a stale
+    /dev/shm/mongoc-<pid> of an earlier process with the same pid is in the
+    way, which has nothing to do with the line under test."""
     e = {k: v for k, v in os.environ.items()
          if not k.startswith("SLUICE_") and k not in harness.SERVICE_ENV}
+    e["MONGOC_DISABLE_SHM"] = "1"
     e.update(env or {})
     r = subprocess.run([harness.service_binary(name), "--metrics-listen="] + list(args),
                        capture_output=True, text=True, env=e, timeout=20)
