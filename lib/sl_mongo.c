@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sl_log.h"
 #include "sl_time.h"
@@ -74,17 +75,127 @@ static void apply_defaults(mongoc_uri_t *uri, const sl_mongo_config *cfg)
         mongoc_uri_set_appname(uri, cfg->appname);
 }
 
+/* ---- what may be logged of a URI ---------------------------------------- */
+
+/* Options whose values are secrets (compared without case). */
+static const char *const secret_options[] = {
+    "tlsCertificateKeyFilePassword",
+    "sslClientCertificateKeyPassword",
+    "authMechanismProperties",
+};
+
+static void put(char *out, size_t outlen, size_t *at, const char *text, size_t n)
+{
+    if (outlen == 0)
+        return;
+    for (size_t i = 0; i < n && *at + 1 < outlen; i++)
+        out[(*at)++] = text[i];
+    out[*at] = '\0';
+}
+
+static bool option_secret(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(secret_options) / sizeof(secret_options[0]); i++) {
+        if (strlen(secret_options[i]) == len && strncasecmp(name, secret_options[i], len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Copies "name=value&name=value..." with the secret values masked. */
+static void put_query(char *out, size_t outlen, size_t *at, const char *q)
+{
+    while (*q != '\0') {
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        if (eq != NULL && option_secret(q, (size_t)(eq - q))) {
+            put(out, outlen, at, q, (size_t)(eq - q) + 1);
+            put(out, outlen, at, "***", 3);
+        } else {
+            put(out, outlen, at, q, n);
+        }
+        q += n;
+        if (*q == '&')
+            put(out, outlen, at, q++, 1);
+    }
+}
+
+void sl_mongo_uri_redact(const char *uri, char *out, size_t outlen)
+{
+    const char *scheme_end, *rest, *at_sign, *query;
+    size_t at = 0;
+
+    put(out, outlen, &at, "", 0);
+    if (uri == NULL)
+        return;
+    scheme_end = strstr(uri, "://");
+    rest = scheme_end != NULL ? scheme_end + 3 : uri;
+    at_sign = strrchr(rest, '@');
+    if (at_sign != NULL) {
+        const char *colon = memchr(rest, ':', (size_t)(at_sign - rest));
+        put(out, outlen, &at, uri, (size_t)((colon != NULL ? colon + 1 : at_sign) - uri));
+        if (colon != NULL)
+            put(out, outlen, &at, "***", 3);
+        rest = at_sign;
+    } else {
+        put(out, outlen, &at, uri, (size_t)(rest - uri));
+    }
+    query = strchr(rest, '?');
+    put(out, outlen, &at, rest, query != NULL ? (size_t)(query - rest) + 1 : strlen(rest));
+    if (query != NULL)
+        put_query(out, outlen, &at, query + 1);
+}
+
+/* "invalid MongoDB URI "<redacted>": <why>" */
+static void uri_error(const char *uri, const char *why, char *err, size_t errlen)
+{
+    char shown[1024];
+    sl_mongo_uri_redact(uri, shown, sizeof(shown));
+    snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", shown, why);
+}
+
+/* Drops libmongoc's log lines while a URI is only checked: the error that
+ * comes back says the same, and a check at start prints one line. */
+static void quiet_log(mongoc_log_level_t level, const char *domain, const char *message,
+                      void *closure)
+{
+    (void)level;
+    (void)domain;
+    (void)message;
+    (void)closure;
+}
+
 bool sl_mongo_uri_check(const char *uri, char *err, size_t errlen)
 {
     bson_error_t error;
-    mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &error);
+    mongoc_uri_t *u;
 
+    mongoc_log_set_handler(quiet_log, NULL);
+    u = mongoc_uri_new_with_error(uri, &error);
+    mongoc_log_set_handler(on_mongoc_log, NULL);
     if (u == NULL) {
-        snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", uri, error.message);
+        uri_error(uri, error.message, err, errlen);
         return false;
     }
     mongoc_uri_destroy(u);
     return true;
+}
+
+/* One line on how the store is reached, nothing secret in it; a warning
+ * when it neither identifies nor encrypts. */
+static void log_access(const sl_mongo_config *cfg, const mongoc_uri_t *uri)
+{
+    const char *user = mongoc_uri_get_username(uri);
+    bool tls = mongoc_uri_get_tls(uri);
+    char shown[1024];
+
+    sl_mongo_uri_redact(cfg->uri, shown, sizeof(shown));
+    if ((user == NULL || user[0] == '\0') && !tls)
+        sl_log(SL_LOG_WARN, "MongoDB: %s; no credentials; no TLS: open access, fine for a "
+               "local run only (README, \"Security\")", shown);
+    else
+        sl_log(SL_LOG_INFO, "MongoDB: %s; %s%s; %s", shown, user ? "user " : "no credentials",
+               user ? user : "", tls ? "TLS" : "no TLS");
 }
 
 sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
@@ -98,10 +209,11 @@ sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
     mongoc_init();
     uri = mongoc_uri_new_with_error(cfg->uri, &error);
     if (uri == NULL) {
-        snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", cfg->uri, error.message);
+        uri_error(cfg->uri, error.message, err, errlen);
         return NULL;
     }
     apply_defaults(uri, cfg);
+    log_access(cfg, uri);
     db = mongoc_uri_get_database(uri);
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -113,7 +225,12 @@ sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
     m->pool = mongoc_client_pool_new(uri);
     mongoc_uri_destroy(uri);
     if (m->pool == NULL) {
-        snprintf(err, errlen, "cannot create a MongoDB client pool for \"%s\"", cfg->uri);
+        char shown[1024];
+        sl_mongo_uri_redact(cfg->uri, shown, sizeof(shown));
+        /* libmongoc refuses a pool when TLS options name files it cannot
+         * load; it logs why (through on_mongoc_log). */
+        snprintf(err, errlen, "cannot create a MongoDB client pool for \"%s\" (see the log)",
+                 shown);
         sl_mongo_close(m);
         return NULL;
     }

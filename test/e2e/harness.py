@@ -308,15 +308,19 @@ class NatsServer(Proc):
     shipped configuration (deploy/local/nats.conf: sync_interval always);
     sync=None runs the server's own default fsync policy instead, and config
     runs that configuration text (e.g. "jetstream {}" for every server
-    default, max_payload 1MB included)."""
+    default, max_payload 1MB included); conf names a configuration file
+    instead (env: variables it refers to, scheme: "tls" when its clients
+    must speak TLS)."""
 
-    def __init__(self, sync="always", port=None, config=None):
-        super().__init__("nats", [])
+    def __init__(self, sync="always", port=None, config=None, conf=None, env=None,
+                 scheme="nats"):
+        super().__init__("nats", [], env=dict(os.environ, **(env or {})))
         self.port = port or free_port()
+        self.scheme = scheme
         self.store = pathlib.Path(self.workdir) / "store"
-        if config is None and sync == "always":
+        if conf is None and config is None and sync == "always":
             conf = ROOT / "deploy" / "local" / "nats.conf"
-        else:
+        elif conf is None:
             conf = pathlib.Path(self.workdir) / "nats.conf"
             conf.write_text(config if config is not None else "max_payload: 8MB\njetstream {}\n")
         self.argv = [str(TOOLS / "nats-server"), "-c", str(conf), "-a", "127.0.0.1",
@@ -324,7 +328,7 @@ class NatsServer(Proc):
 
     @property
     def url(self):
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self):
         super().start()
@@ -480,9 +484,10 @@ async def _stream_info(url, stream):
 
 
 class FerretDB(Proc):
-    """FerretDB with its SQLite backend: the MongoDB wire protocol for tests."""
+    """FerretDB with its SQLite backend: the MongoDB wire protocol for tests.
+    extra: more FerretDB flags (a TLS listener, authentication)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra=()):
         super().__init__("ferretdb", [])
         self.port = port or free_port()
         data = pathlib.Path(self.workdir) / "data"
@@ -490,7 +495,7 @@ class FerretDB(Proc):
         self.argv = [str(TOOLS / "ferretdb"), "--handler=sqlite",
                      f"--sqlite-url=file:{data}/", f"--listen-addr=127.0.0.1:{self.port}",
                      "--debug-addr=-", "--telemetry=disable", "--log-level=warn",
-                     f"--state-dir={self.workdir}"]
+                     f"--state-dir={self.workdir}"] + list(extra)
 
     def uri(self, db="sluice"):
         return f"mongodb://127.0.0.1:{self.port}/{db}"
@@ -498,6 +503,32 @@ class FerretDB(Proc):
     def start(self):
         super().start()
         return self.started(self.port)
+
+
+# ---- NATS identities made at test time (certificates: pki.py) ----------------
+
+def nats_cli(*args, env=None, timeout=20):
+    """Runs natscli (.tools/bin/nats) without any context of the user's."""
+    e = dict(os.environ, **(env or {}))
+    e.pop("NATS_URL", None)
+    e["XDG_CONFIG_HOME"] = e.get("SLUICE_TEST_NATS_HOME", scratch_dir())
+    return subprocess.run([str(TOOLS / "nats"), "--no-context"] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def nkey_pair(path):
+    """A new NATS user NKey: the seed written to path, the public key
+    returned (both by natscli, independently of Sluice's own code)."""
+    r = nats_cli("auth", "nkey", "gen", "user", f"--output={path}")
+    assert r.returncode == 0, r.stderr
+    r = nats_cli("auth", "nkey", "show", path)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+# The standard variables the services read besides SLUICE_*.
+SERVICE_ENV = ("NATS_URL", "NATS_URL_FILE", "NATS_CREDS", "NATS_NKEY", "NATS_CA", "NATS_CERT",
+               "NATS_KEY", "MONGODB_URI", "MONGODB_URI_FILE")
 
 
 def service_binary(name):
@@ -514,7 +545,7 @@ class Service(Proc):
         env = dict(os.environ)
         # Only the flags given here configure the service under test.
         for k in list(env):
-            if k.startswith("SLUICE_") or k in ("NATS_URL", "MONGODB_URI"):
+            if k.startswith("SLUICE_") or k in SERVICE_ENV:
                 del env[k]
         env.update(env_extra or {})
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -523,12 +554,16 @@ class Service(Proc):
 
 
 class Ingest(Service):
-    def __init__(self, nats_url, *extra, port=None, metrics_port=None):
+    """sluice-ingest; nats_url None leaves the URL to extra or env."""
+
+    def __init__(self, nats_url, *extra, port=None, metrics_port=None, env=None):
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
-        args = [f"--listen=127.0.0.1:{self.port}", f"--nats-url={nats_url}",
+        args = [f"--listen=127.0.0.1:{self.port}",
                 f"--metrics-listen=127.0.0.1:{self.metrics_port}", "--log-level=debug"]
-        super().__init__("ingest", args + list(extra))
+        if nats_url is not None:
+            args.append(f"--nats-url={nats_url}")
+        super().__init__("ingest", args + list(extra), env_extra=env)
 
     @property
     def target(self):
