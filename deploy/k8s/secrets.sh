@@ -10,6 +10,10 @@
 #   nats/<user>.nk           NKey seeds of ingest, transform, audit (mounted as
 #                            NATS_NKEY) and admin (kept for your natscli --nkey)
 #   nats-users.env           their public keys, for the NATS servers
+#   ingest-tls/              sluice-ingest's gRPC TLS (prod): a CA of its own
+#                            (ca.crt, ca.key: give ca.crt to clients) and the
+#                            server certificate tls.crt + tls.key for the
+#                            Service's names in the overlay's namespace
 # A file that exists is kept, so a second run changes nothing: rotate a
 # secret by deleting its file first (docs/deploy.md). The MongoDB URI names
 # members mongodb-0..N-1 (N: 1 for dev, else 3, or --mongodb-members).
@@ -76,4 +80,30 @@ keep "$dir/mongodb-credentials.env" credentials
 keep "$dir/mongodb-keyfile" openssl rand -base64 756
 keep "$dir/mongodb-uri" uri
 keep "$dir/nats-users.env" bash "$ROOT/scripts/nats-keys.sh" --env "$dir/nats"
+
+# sluice-ingest's TLS: a CA kept across runs and a server certificate it
+# signs, for the Service's DNS names (namespace "sluice" in prod, "sluice-dev"
+# in dev). One year; delete tls.crt to renew (docs/deploy.md).
+ingest_tls() {
+    local t="$dir/ingest-tls" ns=sluice
+    [ "$overlay" = dev ] && ns=sluice-dev
+    mkdir -p "$t"
+    if [ ! -s "$t/ca.crt" ]; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+            -subj "/CN=Sluice ingest CA ($overlay)" -keyout "$t/ca.key" -out "$t/ca.crt" 2>/dev/null
+        echo "made $t/ca.crt" >&2
+    fi
+    if [ ! -s "$t/tls.crt" ]; then
+        local names="DNS:sluice-ingest,DNS:sluice-ingest.$ns,DNS:sluice-ingest.$ns.svc"
+        names="$names,DNS:sluice-ingest.$ns.svc.cluster.local"
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj "/CN=sluice-ingest.$ns.svc" -keyout "$t/tls.key" -out "$t/tls.csr" 2>/dev/null
+        openssl x509 -req -in "$t/tls.csr" -CA "$t/ca.crt" -CAkey "$t/ca.key" \
+            -CAcreateserial -days 365 -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$names") \
+            -out "$t/tls.crt" 2>/dev/null
+        rm -f "$t/tls.csr" "$t/ca.srl"
+        echo "made $t/tls.crt" >&2
+    fi
+}
+ingest_tls
 echo "secrets for overlay $overlay in $dir" >&2
