@@ -8,6 +8,7 @@
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <errno.h>
@@ -20,6 +21,7 @@
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
 #include "sl_metrics.h"
+#include "sl_retry.h"
 #include "sl_time.h"
 #include "sl_utf8.h"
 
@@ -55,6 +57,8 @@ typedef struct status_call {
     sl_rpc_stats *stats;
     grpc_call *call;
     grpc_slice details;
+    grpc_metadata retry_md; /* grpc-status-details-bin when a retry hint goes along */
+    bool has_retry;
     int cancelled;
 } status_call;
 
@@ -204,11 +208,19 @@ static void status_call_done(sl_tag *tag, bool ok)
     status_call *sc = (status_call *)tag;
     (void)ok;
     grpc_slice_unref(sc->details);
+    if (sc->has_retry)
+        grpc_slice_unref(sc->retry_md.value);
     sl_grpc_server_call_done(sc->server, sc->call);
     free(sc);
 }
 
 void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, const char *message)
+{
+    sl_grpc_reply_status_retry(start, code, message, 0);
+}
+
+void sl_grpc_reply_status_retry(const sl_rpc_start *start, grpc_status_code code,
+                                const char *message, int64_t retry_ms)
 {
     sl_grpc_server *s = start->server;
     grpc_call *call = start->call;
@@ -230,6 +242,15 @@ void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, cons
     ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[1].data.send_status_from_server.status = code;
     ops[1].data.send_status_from_server.status_details = &sc->details;
+    if (retry_ms > 0) {
+        char *text = grpc_slice_to_c_string(sc->details);
+        sc->retry_md.key = grpc_slice_from_static_string("grpc-status-details-bin");
+        sc->retry_md.value = sl_retry_status_details(code, text, retry_ms);
+        sc->has_retry = true;
+        gpr_free(text);
+        ops[1].data.send_status_from_server.trailing_metadata_count = 1;
+        ops[1].data.send_status_from_server.trailing_metadata = &sc->retry_md;
+    }
     ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[2].data.recv_close_on_server.cancelled = &sc->cancelled;
     if (grpc_call_start_batch(call, ops, 3, &sc->tag, NULL) != GRPC_CALL_OK)
@@ -343,11 +364,60 @@ static void shutdown_done(sl_tag *tag, bool ok)
 
 /* ---- life cycle --------------------------------------------------------------- */
 
+#define MAX_ARGS 16
+
+/* Appends an integer channel argument when v is set (> 0), clamped to int. */
+static void arg_int(grpc_arg *args, size_t *n, char *key, int64_t v)
+{
+    if (v <= 0 || *n == MAX_ARGS)
+        return;
+    args[*n].type = GRPC_ARG_INTEGER;
+    args[*n].key = key;
+    args[(*n)++].value.integer = v > INT32_MAX ? INT32_MAX : (int)v;
+}
+
+/* The server's channel arguments: message sizes, the port kept to this
+ * process, and the limits. */
+static size_t args_fill(const sl_grpc_server_config *cfg, grpc_arg *args, grpc_resource_quota *quota)
+{
+    const sl_grpc_limits *l = cfg->limits;
+    size_t n = 0;
+
+    arg_int(args, &n, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, cfg->max_message_bytes);
+    arg_int(args, &n, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, cfg->max_message_bytes);
+    /* gRPC core would share the port with another process (SO_REUSEPORT):
+     * a second sluice-ingest must fail to bind, not split the traffic. */
+    args[n].type = GRPC_ARG_INTEGER;
+    args[n].key = GRPC_ARG_ALLOW_REUSEPORT;
+    args[n++].value.integer = 0;
+    if (l == NULL)
+        return n;
+    arg_int(args, &n, GRPC_ARG_MAX_CONCURRENT_STREAMS, l->max_concurrent_streams);
+    arg_int(args, &n, GRPC_ARG_MAX_CONNECTION_IDLE_MS, l->max_connection_idle_ms);
+    arg_int(args, &n, GRPC_ARG_MAX_CONNECTION_AGE_MS, l->max_connection_age_ms);
+    arg_int(args, &n, GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, l->max_connection_age_grace_ms);
+    arg_int(args, &n, GRPC_ARG_KEEPALIVE_TIME_MS, l->keepalive_time_ms);
+    arg_int(args, &n, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, l->keepalive_timeout_ms);
+    arg_int(args, &n, GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+            l->min_ping_interval_ms);
+    arg_int(args, &n, GRPC_ARG_HTTP2_MAX_PING_STRIKES, l->max_ping_strikes);
+    arg_int(args, &n, GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, l->handshake_timeout_ms);
+    arg_int(args, &n, GRPC_ARG_MAX_METADATA_SIZE, l->max_metadata_bytes);
+    if (quota != NULL && n < MAX_ARGS) {
+        args[n].type = GRPC_ARG_POINTER;
+        args[n].key = GRPC_ARG_RESOURCE_QUOTA;
+        args[n].value.pointer.p = quota;
+        args[n++].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+    }
+    return n;
+}
+
 sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, size_t errlen)
 {
     sl_grpc_server *s = calloc(1, sizeof(*s));
-    grpc_arg args[3];
-    grpc_channel_args chargs = {3, args};
+    grpc_arg args[MAX_ARGS];
+    grpc_channel_args chargs;
+    grpc_resource_quota *quota = NULL;
     grpc_server_credentials *creds;
     int port;
 
@@ -355,17 +425,12 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    args[0].type = GRPC_ARG_INTEGER;
-    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-    args[0].value.integer = (int)cfg->max_message_bytes;
-    args[1].type = GRPC_ARG_INTEGER;
-    args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-    args[1].value.integer = (int)cfg->max_message_bytes;
-    /* gRPC core would share the port with another process (SO_REUSEPORT):
-     * a second sluice-ingest must fail to bind, not split the traffic. */
-    args[2].type = GRPC_ARG_INTEGER;
-    args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
-    args[2].value.integer = 0;
+    if (cfg->limits != NULL && cfg->limits->memory_bytes > 0) {
+        quota = grpc_resource_quota_create("sluice-ingest");
+        grpc_resource_quota_resize(quota, (size_t)cfg->limits->memory_bytes);
+    }
+    chargs.num_args = args_fill(cfg, args, quota);
+    chargs.args = args;
 
     gpr_set_log_function(grpc_log_to_sl);
     pthread_mutex_init(&s->mu, NULL);
@@ -374,6 +439,8 @@ sl_grpc_server *sl_grpc_server_new(const sl_grpc_server_config *cfg, char *err, 
     stats_init(&s->unknown, "/unknown/unknown");
     s->cq = grpc_completion_queue_create_for_next(NULL);
     s->server = grpc_server_create(&chargs, NULL);
+    if (quota != NULL)
+        grpc_resource_quota_unref(quota); /* the server holds its own reference */
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     creds = cfg->creds != NULL ? cfg->creds : grpc_insecure_server_credentials_create();
     atomic_store(&quiet_grpc_logs, true);

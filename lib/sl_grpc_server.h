@@ -57,11 +57,28 @@ typedef void (*sl_rpc_handler)(void *closure, const sl_rpc_start *start);
  * stopped, so the service can end its long-lived calls. */
 typedef void (*sl_drain_fn)(void *closure);
 
+/* What one client connection may hold, and for how long. 0 leaves a
+ * setting at gRPC core's default. */
+typedef struct sl_grpc_limits {
+    int64_t max_concurrent_streams; /* calls at once on one HTTP/2 connection */
+    int64_t max_connection_idle_ms; /* a connection without calls is closed (GOAWAY) */
+    int64_t max_connection_age_ms;  /* a connection is closed after this long... */
+    int64_t max_connection_age_grace_ms; /* ...once its calls had this long to finish */
+    int64_t keepalive_time_ms;      /* the server pings an idle connection this often */
+    int64_t keepalive_timeout_ms;   /* and drops it without an answer by then */
+    int64_t min_ping_interval_ms;   /* pings closer than this from a client are strikes */
+    int64_t max_ping_strikes;       /* strikes before GOAWAY (too_many_pings) */
+    int64_t memory_bytes;           /* gRPC core's resource quota: transport memory */
+    int64_t handshake_timeout_ms;   /* a connection must finish its (TLS) handshake by then */
+    int64_t max_metadata_bytes;     /* request headers, all together */
+} sl_grpc_limits;
+
 typedef struct sl_grpc_server_config {
     const char *listen;         /* "0.0.0.0:50051" */
     int threads;                /* worker threads, >= 1 */
     int64_t max_message_bytes;  /* largest request accepted */
     grpc_server_credentials *creds; /* the port's (TLS, sl_tls); NULL: plaintext. Borrowed. */
+    const sl_grpc_limits *limits;   /* NULL: gRPC core's defaults */
 } sl_grpc_server_config;
 
 /* Creates and binds the server (nothing runs yet). NULL on failure, with
@@ -112,5 +129,9 @@ grpc_slice sl_grpc_status_slice(const char *message);
 /* Answers a new call with a status and nothing else, then hands it back to
  * the server. For calls a handler rejects before reading anything. */
 void sl_grpc_reply_status(const sl_rpc_start *start, grpc_status_code code, const char *message);
+
+/* The same with a RetryInfo of retry_ms (sl_retry) when retry_ms > 0. */
+void sl_grpc_reply_status_retry(const sl_rpc_start *start, grpc_status_code code,
+                                const char *message, int64_t retry_ms);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,8 @@ struct health_service {
     health_ready_fn ready;
     void *closure;
     atomic_bool draining;
+    atomic_long watches;  /* Watch calls open */
+    int64_t max_watches;  /* health_service_limit; default HEALTH_MAX_WATCHES */
     pthread_mutex_t mu; /* guards watchers and stopping */
     pthread_cond_t cond;
     bool stopping;
@@ -151,6 +154,9 @@ static void health_unlink(sl_call *b)
 
 static void health_destroy(sl_call *b)
 {
+    health_call *c = (health_call *)b;
+    if (c->watch)
+        atomic_fetch_sub(&c->h->watches, 1);
     free(b);
 }
 
@@ -159,8 +165,20 @@ static const sl_call_ops health_ops = {
 
 static void accept_health(health_service *h, const sl_rpc_start *start, bool watch)
 {
-    health_call *c = calloc(1, sizeof(*c));
+    health_call *c;
+    char msg[128];
+
+    if (watch && atomic_fetch_add(&h->watches, 1) >= h->max_watches) {
+        atomic_fetch_sub(&h->watches, 1);
+        snprintf(msg, sizeof(msg), "too many Watch calls open (limit %lld); use Check, or "
+                 "retry later", (long long)h->max_watches);
+        sl_grpc_reply_status_retry(start, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, 1000);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        if (watch)
+            atomic_fetch_sub(&h->watches, 1);
         sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
         return;
@@ -218,6 +236,7 @@ health_service *health_service_new(sl_grpc_server *srv, health_ready_fn ready, v
         return NULL;
     h->ready = ready;
     h->closure = closure;
+    h->max_watches = HEALTH_MAX_WATCHES;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cond, NULL);
     /* The thread first: routed, h is reachable by calls and must stay. */
@@ -230,6 +249,11 @@ health_service *health_service_new(sl_grpc_server *srv, health_ready_fn ready, v
     sl_grpc_server_route(srv, "/grpc.health.v1.Health/Check", handle_check, h);
     sl_grpc_server_route(srv, "/grpc.health.v1.Health/Watch", handle_watch, h);
     return h;
+}
+
+void health_service_limit(health_service *h, int64_t max_watches)
+{
+    h->max_watches = max_watches > 0 ? max_watches : HEALTH_MAX_WATCHES;
 }
 
 void health_service_drain(health_service *h)

@@ -21,6 +21,11 @@ typedef bool (*health_ready_fn)(void *closure);
  * had. ready runs on gRPC workers and on the watch thread. */
 health_service *health_service_new(sl_grpc_server *srv, health_ready_fn ready, void *closure);
 
+/* Watch calls open at once (each holds a stream and a list entry); one more
+ * gets RESOURCE_EXHAUSTED. Check is never limited. Call before serving. */
+#define HEALTH_MAX_WATCHES 256
+void health_service_limit(health_service *h, int64_t max_watches);
+
 /* From now on NOT_SERVING; open watches get it and then end (UNAVAILABLE). */
 void health_service_drain(health_service *h);
 

@@ -38,6 +38,10 @@
 #define METHOD_BATCH "/sluice.v1.IngestService/IngestBatch"
 #define METHOD_STREAM "/sluice.v1.IngestService/IngestStream"
 
+/* What a stream message holds beyond its body, counted against
+ * --max-in-flight-bytes: headers, subject, cnats' own bookkeeping. */
+#define MSG_OVERHEAD_BYTES 1024
+
 typedef enum rpc_kind { RPC_UNARY, RPC_BATCH, RPC_STREAM } rpc_kind;
 typedef enum slot_state { SLOT_FREE, SLOT_WAIT, SLOT_DONE } slot_state;
 
@@ -49,6 +53,7 @@ typedef struct slot {
     slot_state state;
     int code; /* 0: stored; otherwise the gRPC status of this record */
     int32_t retry_ms; /* a failure a retry can cure: the client's wait (sl_retry); else 0 */
+    int32_t bytes;    /* of its stream message while published: counted in in_flight_bytes */
     int64_t published_ns;
     uint64_t sequence;
     bool duplicate;
@@ -86,6 +91,8 @@ struct ingest_service {
     sl_grpc_server *srv;
     sl_js *js;
     atomic_long in_flight;
+    atomic_llong in_flight_bytes;
+    atomic_long open_streams;
     atomic_bool draining;
     pthread_mutex_t mu; /* guards streams */
     ingest_call *streams;
@@ -134,6 +141,8 @@ static void call_unlink(sl_call *b)
 static void call_destroy(sl_call *b)
 {
     ingest_call *c = (ingest_call *)b;
+    if (c->kind == RPC_STREAM)
+        atomic_fetch_sub(&c->svc->open_streams, 1);
     for (size_t i = 0; i < c->nslots; i++)
         slot_clear(&c->slots[i]);
     if (c->slots != &c->one)
@@ -206,6 +215,25 @@ static bool in_flight_acquire(ingest_service *svc)
     return true;
 }
 
+/* The bytes of a message about to be published, against
+ * --max-in-flight-bytes: what records in flight hold until their PubAck. */
+static bool in_flight_bytes_acquire(ingest_service *svc, int64_t bytes)
+{
+    if (atomic_fetch_add(&svc->in_flight_bytes, bytes) + bytes > svc->cfg.max_in_flight_bytes) {
+        atomic_fetch_sub(&svc->in_flight_bytes, bytes);
+        return false;
+    }
+    return true;
+}
+
+/* A record's publish is over (acknowledged, failed, or never sent). */
+static void in_flight_release(ingest_service *svc, slot *s)
+{
+    atomic_fetch_sub(&svc->in_flight, 1);
+    atomic_fetch_sub(&svc->in_flight_bytes, s->bytes);
+    s->bytes = 0;
+}
+
 /* Frees what a slot holds and zeroes it. */
 static void slot_clear(slot *s)
 {
@@ -274,8 +302,17 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     }
     if (sl_record_to_msg(&msg, r, s->id, sl_time_now_ns(), c->traceparent, c->principal) !=
         NATS_OK) {
-        atomic_fetch_sub(&svc->in_flight, 1);
+        in_flight_release(svc, s);
         return slot_fail(s, SL_GRPC_INTERNAL, "out of memory building the message");
+    }
+    s->bytes = natsMsg_GetDataLength(msg) + MSG_OVERHEAD_BYTES;
+    if (!in_flight_bytes_acquire(svc, s->bytes)) {
+        s->bytes = 0;
+        in_flight_release(svc, s);
+        natsMsg_Destroy(msg);
+        snprintf(err, sizeof(err), "too many bytes in flight (limit %lld); retry with backoff",
+                 (long long)svc->cfg.max_in_flight_bytes);
+        return slot_fail_retry(s, SL_GRPC_RESOURCE_EXHAUSTED, err, SL_RETRY_IN_FLIGHT_MS);
     }
     s->state = SLOT_WAIT;
     s->published_ns = sl_time_now_ns();
@@ -286,7 +323,7 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     if (code != 0) {
         c->waiting--;
         c->base.refs--;
-        atomic_fetch_sub(&svc->in_flight, 1);
+        in_flight_release(svc, s);
         slot_fail_retry(s, code, err, retry_ms);
     }
 }
@@ -498,7 +535,7 @@ static void on_puback(void *closure, const sl_js_ack *ack)
     slot *s = closure;
     ingest_call *c = s->call;
 
-    atomic_fetch_sub(&c->svc->in_flight, 1);
+    in_flight_release(c->svc, s);
     sl_series_observe(c->svc->m.publish_seconds, (double)(sl_time_now_ns() - s->published_ns) / 1e9);
     pthread_mutex_lock(&c->base.mu);
     s->state = SLOT_DONE;
@@ -715,6 +752,21 @@ static bool call_authenticate(ingest_service *svc, const sl_rpc_start *start, ch
     return false;
 }
 
+/* An IngestStream takes one of --max-open-streams, given back when the
+ * call is freed. */
+static bool stream_open(ingest_service *svc, const sl_rpc_start *start)
+{
+    char msg[160];
+
+    if (atomic_fetch_add(&svc->open_streams, 1) < svc->cfg.max_open_streams)
+        return true;
+    atomic_fetch_sub(&svc->open_streams, 1);
+    snprintf(msg, sizeof(msg), "too many IngestStream calls open (limit %lld); retry later, or "
+             "send more records per stream", (long long)svc->cfg.max_open_streams);
+    sl_grpc_reply_status_retry(start, GRPC_STATUS_RESOURCE_EXHAUSTED, msg, SL_RETRY_DRAINING_MS);
+    return false;
+}
+
 static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind kind)
 {
     char principal[SL_PRINCIPAL_MAX];
@@ -722,8 +774,12 @@ static void accept_call(ingest_service *svc, const sl_rpc_start *start, rpc_kind
 
     if (!call_authenticate(svc, start, principal))
         return;
+    if (kind == RPC_STREAM && !stream_open(svc, start))
+        return;
     c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        if (kind == RPC_STREAM)
+            atomic_fetch_sub(&svc->open_streams, 1);
         sl_grpc_reply_status(start, GRPC_STATUS_RESOURCE_EXHAUSTED,
                              "out of memory");
         return;

@@ -25,6 +25,8 @@ typedef struct ingest_config {
     const char *stream;         /* the stream records go to, e.g. "SLUICE" */
     int64_t publish_timeout_ms; /* UNAVAILABLE when no PubAck came by then */
     int64_t max_in_flight;      /* records published and not yet acked, all calls */
+    int64_t max_in_flight_bytes; /* their stream messages' bytes, all calls */
+    int64_t max_open_streams;   /* IngestStream calls open at once */
     int64_t stream_window;      /* records in flight per IngestStream call */
     int64_t max_batch;          /* records per IngestBatch call */
     sl_record_limits limits;

@@ -45,6 +45,8 @@ typedef struct settings {
     int64_t max_message_bytes;
     int64_t shutdown_grace_ms;
     bool discard_new;
+    int64_t max_in_flight_bytes, max_open_streams, max_health_watches;
+    sl_grpc_limits grpc;
     const char *tls_cert, *tls_key, *tls_client_ca;
     const char *jwt_key, *jwt_issuer, *jwt_audience, *tokens_file, *policy_file;
     /* which stream settings a flag or the environment gave (sl_stream.h) */
@@ -83,6 +85,41 @@ static const sl_option options[] = {
     {"max-in-flight", "SLUICE_MAX_IN_FLIGHT", SL_OPT_INT, "16384",
      "records published and not yet acknowledged, all calls together", &cfg.max_in_flight, 1,
      10000000, NULL},
+    {"max-in-flight-bytes", "SLUICE_MAX_IN_FLIGHT_BYTES", SL_OPT_SIZE, "256MiB",
+     "stream message bytes published and not yet acknowledged, all calls",
+     &cfg.max_in_flight_bytes, 64 * 1024, 1LL << 40, NULL},
+    {"max-open-streams", "SLUICE_MAX_OPEN_STREAMS", SL_OPT_INT, "1024",
+     "IngestStream calls open at once; more get RESOURCE_EXHAUSTED", &cfg.max_open_streams, 1,
+     1000000, NULL},
+    {"max-health-watches", "SLUICE_MAX_HEALTH_WATCHES", SL_OPT_INT, "256",
+     "grpc.health.v1 Watch calls open at once", &cfg.max_health_watches, 1, 1000000, NULL},
+    {"max-concurrent-streams", "SLUICE_MAX_CONCURRENT_STREAMS", SL_OPT_INT, "100",
+     "calls at once on one client connection (HTTP/2 streams; more wait)",
+     &cfg.grpc.max_concurrent_streams, 1, 100000, NULL},
+    {"max-connection-idle", "SLUICE_MAX_CONNECTION_IDLE", SL_OPT_DURATION, "5m",
+     "a client connection without calls is closed after this long (0: never)",
+     &cfg.grpc.max_connection_idle_ms, 0, MAX_DURATION_MS, NULL},
+    {"max-connection-age", "SLUICE_MAX_CONNECTION_AGE", SL_OPT_DURATION, "1h",
+     "a client connection is closed after this long, to spread clients over replicas (0: never)",
+     &cfg.grpc.max_connection_age_ms, 0, MAX_DURATION_MS, NULL},
+    {"max-connection-age-grace", "SLUICE_MAX_CONNECTION_AGE_GRACE", SL_OPT_DURATION, "5m",
+     "time the calls of an aged connection get to finish", &cfg.grpc.max_connection_age_grace_ms,
+     0, MAX_DURATION_MS, NULL},
+    {"keepalive-time", "SLUICE_KEEPALIVE_TIME", SL_OPT_DURATION, "1m",
+     "the server pings a quiet connection this often", &cfg.grpc.keepalive_time_ms, 1000,
+     MAX_DURATION_MS, NULL},
+    {"keepalive-timeout", "SLUICE_KEEPALIVE_TIMEOUT", SL_OPT_DURATION, "20s",
+     "a connection that does not answer a ping by then is closed", &cfg.grpc.keepalive_timeout_ms,
+     1000, MAX_DURATION_MS, NULL},
+    {"min-client-ping-interval", "SLUICE_MIN_CLIENT_PING_INTERVAL", SL_OPT_DURATION, "10s",
+     "clients pinging more often are closed (GOAWAY too_many_pings)",
+     &cfg.grpc.min_ping_interval_ms, 1, MAX_DURATION_MS, NULL},
+    {"grpc-memory", "SLUICE_GRPC_MEMORY", SL_OPT_SIZE, "512MiB",
+     "memory gRPC may use for connections and messages being received",
+     &cfg.grpc.memory_bytes, 16 << 20, 1LL << 40, NULL},
+    {"handshake-timeout", "SLUICE_HANDSHAKE_TIMEOUT", SL_OPT_DURATION, "10s",
+     "a new connection must complete its (TLS) handshake by then",
+     &cfg.grpc.handshake_timeout_ms, 100, 3600000, NULL},
     {"stream-window", "SLUICE_STREAM_WINDOW", SL_OPT_INT, "1024",
      "records in flight per IngestStream call", &cfg.stream_window, 1, 1000000, NULL},
     {"max-batch", "SLUICE_MAX_BATCH", SL_OPT_INT, "1000", "records per IngestBatch call",
@@ -149,6 +186,11 @@ static int configure(int argc, char **argv, sl_log_level *level)
         return fail("invalid --duplicate-window: must not exceed --stream-max-age");
     if (cfg.max_payload_bytes + 64 * 1024 > cfg.max_message_bytes)
         return fail("invalid --max-message-bytes: must exceed --max-payload-bytes by 64KiB");
+    cfg.grpc.max_ping_strikes = 2;
+    cfg.grpc.max_metadata_bytes = 16 * 1024;
+    if (cfg.max_in_flight_bytes < cfg.max_payload_bytes * 2)
+        return fail("invalid --max-in-flight-bytes: must hold at least two of the largest "
+                    "records (2 x --max-payload-bytes)");
     if ((cfg.tls_cert[0] == '\0') != (cfg.tls_key[0] == '\0'))
         return fail("invalid TLS settings: --tls-cert and --tls-key go together");
     if (cfg.tls_client_ca[0] != '\0' && cfg.tls_cert[0] == '\0')
@@ -310,7 +352,8 @@ static int start(process *p)
             },
         .provision = true,
     };
-    sl_grpc_server_config gc = {cfg.listen, (int)cfg.threads, cfg.max_message_bytes, NULL};
+    sl_grpc_server_config gc = {cfg.listen, (int)cfg.threads, cfg.max_message_bytes, NULL,
+                                &cfg.grpc};
     char err[256];
     natsStatus s;
 
@@ -370,8 +413,14 @@ static void check_max_payload(sl_js *js, const sl_record_limits *lim, int64_t *s
  * line on stderr when the services cannot start. */
 static int serve(process *p, const sigset_t *signals)
 {
-    ingest_config ic = {cfg.stream,        cfg.publish_timeout_ms, cfg.max_in_flight,
-                        cfg.stream_window, cfg.max_batch,         {0},
+    ingest_config ic = {cfg.stream,
+                        cfg.publish_timeout_ms,
+                        cfg.max_in_flight,
+                        cfg.max_in_flight_bytes,
+                        cfg.max_open_streams,
+                        cfg.stream_window,
+                        cfg.max_batch,
+                        {0},
                         p->auth};
     const struct timespec tick = {1, 0};
     int64_t max_payload = 0;
@@ -388,6 +437,7 @@ static int serve(process *p, const sigset_t *signals)
     p->sv.health = health_service_new(p->srv, js_ready, p->js);
     if (p->sv.ingest == NULL || p->sv.health == NULL)
         return fail("cannot start the gRPC services: out of memory or threads");
+    health_service_limit(p->sv.health, cfg.max_health_watches);
     p->sv.index = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
     p->sv.reflection = p->sv.index ? reflection_service_new(p->srv, p->sv.index, p->auth)
                                          : NULL;

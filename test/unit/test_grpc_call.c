@@ -65,7 +65,7 @@ static void handle(void *closure, const sl_rpc_start *start)
 
 static sl_grpc_server *server_new(void)
 {
-    sl_grpc_server_config cfg = {"127.0.0.1:0", 2, 1 << 20, NULL};
+    sl_grpc_server_config cfg = {"127.0.0.1:0", 2, 1 << 20, NULL, NULL};
     char err[256];
     sl_grpc_server *s = sl_grpc_server_new(&cfg, err, sizeof(err));
     if (s != NULL)

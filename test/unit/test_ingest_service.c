@@ -19,14 +19,14 @@
 
 static sl_grpc_server *server_new(void)
 {
-    sl_grpc_server_config cfg = {"127.0.0.1:0", 1, 1 << 20, NULL};
+    sl_grpc_server_config cfg = {"127.0.0.1:0", 1, 1 << 20, NULL, NULL};
     char err[256];
     return sl_grpc_server_new(&cfg, err, sizeof(err));
 }
 
 static void test_gauge_after_free(void)
 {
-    ingest_config cfg = {"SLUICE", 1000, 16, 16, 16, {0}, NULL};
+    ingest_config cfg = {"SLUICE", 1000, 16, 64 << 20, 16, 16, 16, {0}, NULL};
     sl_grpc_server *srv = server_new();
     ingest_service *svc;
     char *text;
