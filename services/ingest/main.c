@@ -114,7 +114,7 @@ static const sl_option options[] = {
     {"min-client-ping-interval", "SLUICE_MIN_CLIENT_PING_INTERVAL", SL_OPT_DURATION, "10s",
      "clients pinging more often are closed (GOAWAY too_many_pings)",
      &cfg.grpc.min_ping_interval_ms, 1, MAX_DURATION_MS, NULL},
-    {"grpc-memory", "SLUICE_GRPC_MEMORY", SL_OPT_SIZE, "512MiB",
+    {"grpc-memory", "SLUICE_GRPC_MEMORY", SL_OPT_SIZE, "256MiB",
      "memory gRPC may use for connections and messages being received",
      &cfg.grpc.memory_bytes, 16 << 20, 1LL << 40, NULL},
     {"handshake-timeout", "SLUICE_HANDSHAKE_TIMEOUT", SL_OPT_DURATION, "10s",
