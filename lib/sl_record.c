@@ -80,6 +80,27 @@ static size_t object_end(const uint8_t *p, size_t len)
     return 0;
 }
 
+/* True when a string in p[0..len) holds a raw control character. JSON
+ * wants U+0000 to U+001F escaped there; libbson lets most of them through,
+ * jq, which the transform runs on the stored payload, does not. */
+static bool raw_control_in_string(const uint8_t *p, size_t len)
+{
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < len; i++) {
+        if (!in_string)
+            in_string = p[i] == '"';
+        else if (p[i] < 0x20)
+            return true;
+        else if (escaped)
+            escaped = false;
+        else if (p[i] == '\\')
+            escaped = true;
+        else if (p[i] == '"')
+            in_string = false;
+    }
+    return false;
+}
+
 static bool is_space(uint8_t c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -109,6 +130,10 @@ bool sl_record_payload_is_object(const uint8_t *payload, size_t len, char *why, 
             snprintf(why, whylen, "more than one JSON value");
             return false;
         }
+    }
+    if (raw_control_in_string(payload + i, len - i)) {
+        snprintf(why, whylen, "a control character in a string must be escaped");
+        return false;
     }
     if (!bson_init_from_json(&doc, (const char *)payload + i, (ssize_t)(len - i), &error)) {
         snprintf(why, whylen, "%s", error.message);

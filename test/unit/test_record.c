@@ -113,6 +113,28 @@ static void test_payload_rules(void)
     CHECK(validate(&r) == 0);
 }
 
+/* JSON requires U+0000 to U+001F to be escaped inside strings; libbson
+ * lets most of them through raw, jq (which the transform runs on the
+ * stored payload) does not, so such a payload would be stored and then
+ * dead-lettered. Found by fuzz_payload_json. */
+static void test_payload_raw_control_characters(void)
+{
+    Sluice__V1__Record r;
+    char value[16], key[16];
+
+    for (int c = 1; c < 0x20; c++) {
+        snprintf(value, sizeof(value), "{\"a\":\"b%cc\"}", c);
+        make(&r, "a", value);
+        CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+        CHECK(strncmp(msg, "record.payload: must be a UTF-8 JSON object (", 44) == 0);
+        snprintf(key, sizeof(key), "{\"k%c\":1}", c);
+        make(&r, "a", key);
+        CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+    }
+    make(&r, "a", "{\"a\":\"b\\u0015c\\n\\t\"}"); /* escaped, as JSON wants */
+    CHECK(validate(&r) == 0);
+}
+
 static void test_payload_limit(void)
 {
     Sluice__V1__Record r;
@@ -362,6 +384,7 @@ int main(void)
     TEST(test_type_rules);
     TEST(test_type_length);
     TEST(test_payload_rules);
+    TEST(test_payload_raw_control_characters);
     TEST(test_payload_limit);
     TEST(test_key_and_attributes);
     TEST(test_quoted_key_is_utf8);
