@@ -76,6 +76,18 @@ static inline const uint8_t *fuzz_until(fuzz_in *in, const char *delim, size_t *
     return start;
 }
 
+/* The bytes up to the first byte equal to delim (consumed), or the rest. */
+static inline const uint8_t *fuzz_until_byte(fuzz_in *in, uint8_t delim, size_t *len)
+{
+    const uint8_t *start = in->p;
+    const uint8_t *at = in->n > 0 ? memchr(in->p, delim, in->n) : NULL;
+
+    *len = at != NULL ? (size_t)(at - start) : in->n;
+    in->p += *len + (at != NULL);
+    in->n -= *len + (at != NULL);
+    return start;
+}
+
 /* A malloc'd, NUL-terminated copy of data[0..len) (NUL bytes inside stay:
  * the C string then ends at the first). */
 static inline char *fuzz_strndup(const uint8_t *data, size_t len)
