@@ -114,9 +114,13 @@ transform_rules *transform_rules_parse(const char *json, size_t len, const char 
 {
     transform_rules *r = calloc(1, sizeof(*r));
     bson_error_t error;
-    size_t lead = strspn(json, " \t\r\n");
+    size_t lead = 0;
     bson_t doc;
 
+    /* bounded by len: the text need not end with a NUL */
+    while (lead < len &&
+           (json[lead] == ' ' || json[lead] == '\t' || json[lead] == '\r' || json[lead] == '\n'))
+        lead++;
     if (r == NULL) {
         snprintf(err, errlen, "rules file %s: out of memory", origin);
         return NULL;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sl_record.h"
@@ -211,6 +212,31 @@ static void test_bad_rules_files(void)
     CHECK_STR(err, "rules file /nonexistent/rules.json: No such file or directory");
 }
 
+/* The rules text is bounded by its length, not by a NUL: blanks up to the
+ * end of the buffer are not followed into the next page. Found by
+ * fuzz_transform_rules (AddressSanitizer: heap-buffer-overflow in strspn). */
+static void test_rules_text_bounded_by_length(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    char *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *end;
+    transform_rules *r;
+
+    CHECK(map != MAP_FAILED);
+    CHECK(mprotect(map + page, (size_t)page, PROT_NONE) == 0);
+    end = map + page; /* the first byte that cannot be read */
+    memcpy(end - 4, " \t\n ", 4);
+    err[0] = '\0';
+    CHECK(transform_rules_parse(end - 4, 4, "rules.json", err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "must be a JSON object") != NULL);
+    memcpy(end - 3, " {}", 3);
+    r = transform_rules_parse(end - 3, 3, "rules.json", err, sizeof(err));
+    CHECK(r != NULL && transform_rules_count(r) == 0);
+    transform_rules_free(r);
+    munmap(map, 2 * (size_t)page);
+}
+
 static void test_jv_to_bson(void)
 {
     jv v = jv_parse("{\"i\": 3, \"big\": 9007199254740992, \"f\": 1.5, \"neg\": -7,"
@@ -413,6 +439,7 @@ int main(void)
     TEST(test_payload_not_an_object);
     TEST(test_compile_error_names_file);
     TEST(test_bad_rules_files);
+    TEST(test_rules_text_bounded_by_length);
     TEST(test_jv_to_bson);
     TEST(test_jv_special_numbers);
     TEST(test_jv_too_deep);
