@@ -74,13 +74,106 @@ static void apply_defaults(mongoc_uri_t *uri, const sl_mongo_config *cfg)
         mongoc_uri_set_appname(uri, cfg->appname);
 }
 
+/* ---- URIs in errors ----------------------------------------------------- *
+ *
+ * A URI named in an error is one that does not parse, and its secrets must
+ * not reach the log: the password of its userinfo and every value of
+ * tlsCertificateKeyFilePassword become "***", in the URI shown and in
+ * libmongoc's message, which may quote the password. The userinfo is taken
+ * to end at the last '@', as though the password held a '/' or an '@'
+ * unescaped: with an '@' in the options, more is masked, never less. */
+
+#define KEY_PASSWORD_OPTION "tlsCertificateKeyFilePassword="
+#define MAX_SECRETS 8
+
+typedef struct secret {
+    const char *at; /* in the URI */
+    size_t len;
+} secret;
+
+/* The secrets of uri, in order, at most MAX_SECRETS; returns how many. */
+static size_t uri_secrets(const char *uri, secret *out)
+{
+    const char *rest = strstr(uri, "://"), *at, *colon, *opt;
+    size_t n = 0;
+
+    rest = rest != NULL ? rest + 3 : uri;
+    at = strrchr(rest, '@');
+    colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
+    if (colon != NULL && at > colon + 1)
+        out[n++] = (secret){colon + 1, (size_t)(at - colon - 1)};
+    for (rest = uri; n < MAX_SECRETS && (opt = strcasestr(rest, KEY_PASSWORD_OPTION)) != NULL;) {
+        opt += strlen(KEY_PASSWORD_OPTION);
+        rest = opt + strcspn(opt, "&");
+        if (rest > opt)
+            out[n++] = (secret){opt, (size_t)(rest - opt)};
+    }
+    return n;
+}
+
+static int by_position(const void *a, const void *b)
+{
+    const secret *x = a, *y = b;
+    return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* uri with each secret's place masked. */
+static void uri_mask(bson_string_t *out, const char *uri, secret *s, size_t n)
+{
+    const char *from = uri;
+
+    qsort(s, n, sizeof(*s), by_position);
+    for (size_t i = 0; i < n; i++) {
+        const char *start = s[i].at > from ? s[i].at : from, *end = s[i].at + s[i].len;
+        if (end <= from)
+            continue; /* within one masked already */
+        bson_string_append_printf(out, "%.*s***", (int)(start - from), from);
+        from = end;
+    }
+    bson_string_append(out, from);
+}
+
+/* text with every occurrence of each secret masked. */
+static char *text_mask(const char *text, const secret *s, size_t n)
+{
+    char *cur = bson_strdup(text);
+
+    for (size_t i = 0; i < n; i++) {
+        bson_string_t *out = bson_string_new(NULL);
+        char *needle = bson_strndup(s[i].at, s[i].len);
+        const char *from = cur, *hit;
+        while ((hit = strstr(from, needle)) != NULL) {
+            bson_string_append_printf(out, "%.*s***", (int)(hit - from), from);
+            from = hit + s[i].len;
+        }
+        bson_string_append(out, from);
+        bson_free(needle);
+        bson_free(cur);
+        cur = bson_string_free(out, false);
+    }
+    return cur;
+}
+
+static void uri_error(const char *uri, const bson_error_t *error, char *err, size_t errlen)
+{
+    secret s[MAX_SECRETS];
+    size_t n = uri_secrets(uri, s);
+    bson_string_t *shown = bson_string_new(NULL);
+    char *message = text_mask(error->message, s, n);
+
+    uri_mask(shown, uri, s, n);
+    snprintf(err, errlen, "invalid MongoDB URI \"%.511s\": %s", shown->str, message);
+    bson_free(message);
+    bson_string_free(shown, true);
+}
+
 bool sl_mongo_uri_check(const char *uri, char *err, size_t errlen)
 {
     bson_error_t error;
     mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &error);
 
     if (u == NULL) {
-        snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", uri, error.message);
+        uri_error(uri, &error, err, errlen);
         return false;
     }
     mongoc_uri_destroy(u);
@@ -98,7 +191,7 @@ sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
     mongoc_init();
     uri = mongoc_uri_new_with_error(cfg->uri, &error);
     if (uri == NULL) {
-        snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", cfg->uri, error.message);
+        uri_error(cfg->uri, &error, err, errlen);
         return NULL;
     }
     apply_defaults(uri, cfg);
