@@ -214,6 +214,17 @@ static bool audience_holds(const bson_t *claims, const char *want)
     return false;
 }
 
+/* A NumericDate as RFC 3339 text for a message. Times an int64 of
+ * nanoseconds cannot hold (before 1677, after 2262) are clamped to its
+ * ends: converting them would be undefined. */
+static void claim_time_text(double s, char *out, size_t len)
+{
+    const double lo = -9223372036.0, hi = 9223372036.0;
+    double clamped = s >= lo ? (s <= hi ? s : hi) : lo; /* NaN: lo */
+
+    sl_time_rfc3339((int64_t)(clamped * 1e9), out, len);
+}
+
 /* exp and nbf, with the skew. */
 static bool times_check(const bson_t *claims, int64_t now, char *why, size_t whylen)
 {
@@ -226,12 +237,12 @@ static bool times_check(const bson_t *claims, int64_t now, char *why, size_t why
         return false;
     }
     if (has_exp && (double)now > exp + SL_JWT_SKEW_S) {
-        sl_time_rfc3339((int64_t)(exp * 1e9), at, sizeof(at));
+        claim_time_text(exp, at, sizeof(at));
         snprintf(why, whylen, "token expired at %.19sZ", at);
         return false;
     }
     if (has_nbf && (double)now + SL_JWT_SKEW_S < nbf) {
-        sl_time_rfc3339((int64_t)(nbf * 1e9), at, sizeof(at));
+        claim_time_text(nbf, at, sizeof(at));
         snprintf(why, whylen, "token not valid before %.19sZ", at);
         return false;
     }
