@@ -11,6 +11,7 @@
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "sl_grpc_call.h"
 #include "sl_grpc_codes.h"
+#include "sl_pb_check.h"
 
 #define MAX_CLOSURE 64
 
@@ -123,8 +124,14 @@ static uint8_t *answer(const sl_reflect *ix, request *req, size_t *len)
 int reflection_answer(const sl_reflect *index, const uint8_t *data, size_t len, uint8_t **out,
                       size_t *outlen, const char **why)
 {
-    request *req = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, data);
+    request *req = NULL;
 
+    /* protobuf-c also reads bytes that are no proto3 message (a field
+     * number 0 in a long tag, strings that are not UTF-8), and the request
+     * is echoed in the response, which clients must be able to read. */
+    if (sl_pb_check(&grpc__reflection__v1__server_reflection_request__descriptor, data, len, NULL,
+                    0) == SL_PB_OK)
+        req = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, data);
     if (req == NULL) {
         *why = "request: not a ServerReflectionRequest";
         return SL_GRPC_INVALID_ARGUMENT;

@@ -3,12 +3,13 @@
  * the name up in the index of the embedded descriptor set, pack the
  * response).
  *
- * Oracles: bytes that protobuf-c reads as a request get an answer, others
- * INVALID_ARGUMENT; the answer is a ServerReflectionResponse that echoes
- * the request and answers its kind (files with the requested one first, an
- * error, a list, extension numbers); and when the request's strings are
- * valid UTF-8 so are the response's, which strict clients (grpcurl, Go)
- * need to read it at all. */
+ * Oracles: bytes that are a proto3 message (sl_pb_check: well formed,
+ * strings in UTF-8 without NUL) and that protobuf-c reads as a request get
+ * an answer, others INVALID_ARGUMENT; the answer is a
+ * ServerReflectionResponse that echoes the request and answers its kind
+ * (files with the requested one first, an error, a list, extension
+ * numbers), and is a proto3 message too, which strict clients (grpcurl,
+ * Go) need to read it at all. */
 #include "fuzz.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "reflection.h"
@@ -81,8 +82,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int code = reflection_answer(ix, data, size, &out, &n, &why);
     response *resp;
 
-    if (req == NULL) {
+    if (req == NULL || sl_pb_check(REQUEST, data, size, NULL, 0) != SL_PB_OK) {
         FUZZ_CHECK(code == SL_GRPC_INVALID_ARGUMENT && why != NULL && out == NULL);
+        grpc__reflection__v1__server_reflection_request__free_unpacked(req, NULL);
         return 0;
     }
     FUZZ_CHECK(code == 0 && out != NULL);
@@ -90,8 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(resp != NULL);
     answer_check(req, resp);
     grpc__reflection__v1__server_reflection_response__free_unpacked(resp, NULL);
-    if (sl_pb_check(REQUEST, data, size, NULL, 0) == SL_PB_OK)
-        FUZZ_CHECK(sl_pb_check(RESPONSE, out, n, NULL, 0) == SL_PB_OK);
+    FUZZ_CHECK(sl_pb_check(RESPONSE, out, n, NULL, 0) == SL_PB_OK);
     free(out);
     grpc__reflection__v1__server_reflection_request__free_unpacked(req, NULL);
     return 0;

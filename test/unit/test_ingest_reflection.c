@@ -151,6 +151,30 @@ static void test_not_a_request(void)
     CHECK(out == NULL);
 }
 
+/* protobuf-c reads field number 0 when its tag is not minimally encoded
+ * (0x80 0x00) and keeps it as an unknown field; echoed in original_request,
+ * it made a response no protobuf library reads, protobuf-c included; so
+ * did such a field after a string with a NUL, which stopped the wire check
+ * first. Bytes that are not a proto3 message (sl_pb_check) are refused.
+ * Found by fuzz_reflection. */
+static void test_malformed_request(void)
+{
+    const uint8_t field0[] = {0x3a, 0x01, '*', 0x80, 0x00, 0x05}; /* list_services, field 0 */
+    const uint8_t wire3[] = {0x3a, 0x01, '*', 0x0b, 0x0c};        /* a group */
+    const uint8_t nul[] = {0x2a, 0x08, 0x0a, 0x03, 'a', 0, 'b', 0x80, 0x00, 0x00};
+    const uint8_t utf8[] = {0x0a, 0x02, 0xc3, 0x28, 0x3a, 0x01, '*'}; /* host */
+    uint8_t *out = NULL;
+    size_t n = 0;
+    const char *why = NULL;
+
+    CHECK(reflection_answer(ix, field0, sizeof(field0), &out, &n, &why) ==
+          SL_GRPC_INVALID_ARGUMENT);
+    CHECK_STR(why, "request: not a ServerReflectionRequest");
+    CHECK(reflection_answer(ix, wire3, sizeof(wire3), &out, &n, &why) == SL_GRPC_INVALID_ARGUMENT);
+    CHECK(reflection_answer(ix, nul, sizeof(nul), &out, &n, &why) == SL_GRPC_INVALID_ARGUMENT);
+    CHECK(reflection_answer(ix, utf8, sizeof(utf8), &out, &n, &why) == SL_GRPC_INVALID_ARGUMENT);
+}
+
 int main(void)
 {
     ix = sl_reflect_new(sl_descriptor_set, sl_descriptor_set_len);
@@ -160,6 +184,7 @@ int main(void)
     TEST(test_files);
     TEST(test_not_found);
     TEST(test_not_a_request);
+    TEST(test_malformed_request);
     sl_reflect_free(ix);
     return UNIT_RESULT();
 }
