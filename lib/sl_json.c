@@ -204,8 +204,12 @@ static bool read_value(scan *s)
 
 bool sl_json_valid(const uint8_t *text, size_t len, char *why, size_t whylen)
 {
-    scan s = {text, text, text + len, why, whylen};
+    static const uint8_t empty[1];
+    scan s;
 
+    if (len == 0)
+        text = empty; /* text may then be NULL, and NULL + 0 is undefined */
+    s = (scan){text, text, text + len, why, whylen};
     if (!read_value(&s))
         return false;
     skip_space(&s);

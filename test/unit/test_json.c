@@ -80,6 +80,8 @@ static void test_lenient_forms(void)
         CHECK(!valid(bad[i]));
         CHECK(strncmp(why, "byte ", 5) == 0);
     }
+    CHECK(!sl_json_valid(NULL, 0, why, sizeof(why))); /* protobuf-c's empty bytes */
+    CHECK_STR(why, "byte 0: expected a value");
     CHECK(!valid("{\"a\":[1 2]}"));
     CHECK_STR(why, "byte 8: expected ',' or ']'");
     CHECK(!valid("{\"a\":1} x"));
