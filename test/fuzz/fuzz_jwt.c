@@ -15,28 +15,15 @@
  * principal is its sub claim as libjwt reads it, 1 to SL_PRINCIPAL_MAX - 1
  * bytes without control characters, and its exp (when it has one) is not
  * more than the skew in the past; a refusal says why in valid UTF-8 and
- * never quotes the token's signature. The key pair is a test key made for
- * this harness and used nowhere else. */
+ * never quotes the token's signature. */
 #include <bson/bson.h>
 #include <jwt.h>
 
 #include "fuzz.h"
+#include "fuzz_key.h"
 #include "sl_jwt.h"
 
 #define NOW 1764670000 /* 2025-12-02T10:06:40Z */
-
-static const char private_pem[] =
-    "-----BEGIN EC PRIVATE KEY-----\n"
-    "MHcCAQEEIMl3EUqDm6HY6/CgE0QeM/MkKFiAsdO5d1W3D0wIJo8XoAoGCCqGSM49\n"
-    "AwEHoUQDQgAEGWZHVnoCyu6dg1+icgrpkMdIaG6UTOrJFp53zi8s4cZdn4iT/LmD\n"
-    "rrskOz9sKX3+lqmd33oNssTxfa2vx+SSng==\n"
-    "-----END EC PRIVATE KEY-----\n";
-
-static const char public_pem[] =
-    "-----BEGIN PUBLIC KEY-----\n"
-    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEGWZHVnoCyu6dg1+icgrpkMdIaG6U\n"
-    "TOrJFp53zi8s4cZdn4iT/LmDrrskOz9sKX3+lqmd33oNssTxfa2vx+SSng==\n"
-    "-----END PUBLIC KEY-----\n";
 
 static sl_jwt *strict, *open_;
 
