@@ -410,12 +410,18 @@ static void append_attributes(bson_t *doc, const Sluice__V1__Record *rec)
     bson_append_document_end(doc, &child);
 }
 
+/* Ingest refuses times outside google.protobuf.Timestamp's range; a
+ * message written by anything else may hold one past an int64 of
+ * milliseconds, which is stored as null. */
 static void append_time_or_null(bson_t *doc, const char *key, const Google__Protobuf__Timestamp *t)
 {
-    if (t == NULL)
+    int64_t ms;
+
+    if (t == NULL || __builtin_mul_overflow(t->seconds, (int64_t)1000, &ms) ||
+        __builtin_add_overflow(ms, (int64_t)(t->nanos / 1000000), &ms))
         bson_append_null(doc, key, -1);
     else
-        bson_append_date_time(doc, key, -1, t->seconds * 1000 + t->nanos / 1000000);
+        bson_append_date_time(doc, key, -1, ms);
 }
 
 static bool text_valid(const char *s)

@@ -403,6 +403,37 @@ static void test_document_minimal(void)
     transform_rules_free(r);
 }
 
+/* An event_time past what an int64 of milliseconds holds (ingest refuses
+ * it, a message written by anything else may hold it) is stored as null;
+ * seconds * 1000 overflowed. Found by fuzz_delivery (UBSan:
+ * signed-integer-overflow). */
+static void test_document_event_time_out_of_range(void)
+{
+    transform_rules *r = rules("{}");
+    Sluice__V1__Record rec = SLUICE__V1__RECORD__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    bson_t doc = BSON_INITIALIZER;
+    uint8_t body[128];
+    bson_iter_t it;
+    fixture f;
+
+    CHECK(r != NULL);
+    rec.id = "rec-1";
+    rec.type = "a";
+    rec.payload.data = (uint8_t *)"{}";
+    rec.payload.len = 2;
+    rec.event_time = &ts;
+    ts.seconds = 6004146572364790320LL;
+    fixture_make(&f, "a", "{}", false);
+    f.d.len = sluice__v1__record__pack(&rec, body);
+    f.d.data = body;
+    CHECK(transform_document_build(r, &f.d, 0, &doc, err, sizeof(err)));
+    CHECK(bson_iter_init_find(&it, &doc, "event_time") && BSON_ITER_HOLDS_NULL(&it));
+    bson_destroy(&doc);
+    fixture_free(&f);
+    transform_rules_free(r);
+}
+
 static void test_document_terminal_errors(void)
 {
     transform_rules *r = rules("{\"bad.*\": \".x.y\"}");
@@ -445,6 +476,7 @@ int main(void)
     TEST(test_jv_too_deep);
     TEST(test_document_fields);
     TEST(test_document_minimal);
+    TEST(test_document_event_time_out_of_range);
     TEST(test_document_terminal_errors);
     nats_Close();
     return UNIT_RESULT();
