@@ -56,6 +56,42 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+static bool utf8(const char *s)
+{
+    return bson_utf8_validate(s, strlen(s), false);
+}
+
+/* True when every key and string of doc is valid UTF-8 (bson_validate's
+ * BSON_VALIDATE_UTF8 looks at keys only, in libbson 1.23). */
+static bool doc_utf8(const bson_t *doc)
+{
+    bson_iter_t it;
+
+    if (!bson_iter_init(&it, doc))
+        return false;
+    while (bson_iter_next(&it)) {
+        if (!utf8(bson_iter_key(&it)))
+            return false;
+        if (BSON_ITER_HOLDS_UTF8(&it)) {
+            uint32_t n;
+            const char *v = bson_iter_utf8(&it, &n);
+            if (!bson_utf8_validate(v, n, false))
+                return false;
+        } else if (BSON_ITER_HOLDS_DOCUMENT(&it) || BSON_ITER_HOLDS_ARRAY(&it)) {
+            const uint8_t *data;
+            uint32_t len;
+            bson_t sub;
+            if (BSON_ITER_HOLDS_DOCUMENT(&it))
+                bson_iter_document(&it, &len, &data);
+            else
+                bson_iter_array(&it, &len, &data);
+            if (!bson_init_static(&sub, data, len) || !doc_utf8(&sub))
+                return false;
+        }
+    }
+    return true;
+}
+
 static void refusal_check(const char *err)
 {
     size_t n = strlen(err);
@@ -80,6 +116,7 @@ static void audit_run(const sl_delivery *d)
                                  BSON_VALIDATE_UTF8 | BSON_VALIDATE_EMPTY_KEYS |
                                      BSON_VALIDATE_DOT_KEYS | BSON_VALIDATE_DOLLAR_KEYS,
                                  &offset));
+        FUZZ_CHECK(doc_utf8(&doc));
         sl_delivery_key(d->stream, d->stream_seq, d->stream_time_ns, key, sizeof(key));
         FUZZ_CHECK(bson_iter_init_find(&it, &doc, "_id") && BSON_ITER_HOLDS_UTF8(&it) &&
                    strcmp(bson_iter_utf8(&it, NULL), key) == 0);
@@ -89,11 +126,6 @@ static void audit_run(const sl_delivery *d)
     }
     sluice__v1__record__free_unpacked(rec, NULL);
     bson_destroy(&doc);
-}
-
-static bool utf8(const char *s)
-{
-    return bson_utf8_validate(s, strlen(s), false);
 }
 
 /* True when the record's own strings are what ingest lets through. */
@@ -132,7 +164,7 @@ static void transform_run(const sl_delivery *d)
     } else if (record_clean(rec)) {
         /* what MongoDB's driver checks; the jq output ("data") may hold
          * keys it refuses, a terminal failure of that record by design */
-        FUZZ_CHECK(bson_validate(&doc, BSON_VALIDATE_UTF8, &offset));
+        FUZZ_CHECK(bson_validate(&doc, BSON_VALIDATE_UTF8, &offset) && doc_utf8(&doc));
         FUZZ_CHECK(bson_iter_init_find(&it, &doc, "_id") && BSON_ITER_HOLDS_UTF8(&it));
         FUZZ_CHECK(bson_iter_init_find(&it, &doc, "attributes") && BSON_ITER_HOLDS_DOCUMENT(&it));
         bson_iter_document(&it, &sublen, &sub);
