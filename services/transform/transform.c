@@ -463,14 +463,15 @@ static bool document_append(bson_t *doc, const sl_delivery *d, const Sluice__V1_
     append_time_or_null(doc, "event_time", rec->event_time);
     BSON_APPEND_DATE_TIME(doc, "received_at", sl_delivery_received_ns(d) / 1000000);
     BSON_APPEND_INT64(doc, "stream_seq", (int64_t)d->stream_seq);
-    if (principal != NULL && principal[0] != '\0')
+    /* headers are written as they are only when they are text */
+    if (principal != NULL && principal[0] != '\0' && text_valid(principal))
         BSON_APPEND_UTF8(doc, "principal", principal);
     else
         BSON_APPEND_NULL(doc, "principal");
     if (!transform_jv_append(doc, "data", data, err, errlen))
         return false;
     BSON_APPEND_DATE_TIME(doc, "transformed_at", now_ns / 1000000);
-    if (traceparent != NULL && traceparent[0] != '\0')
+    if (traceparent != NULL && traceparent[0] != '\0' && text_valid(traceparent))
         BSON_APPEND_UTF8(doc, "traceparent", traceparent);
     return true;
 }

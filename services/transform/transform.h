@@ -26,6 +26,8 @@
  * {_id: record id, type, key, attributes, event_time, received_at,
  *  stream_seq, principal, data, transformed_at, traceparent (when present)}.
  * principal is the Sluice-Principal header (null without authentication).
+ * A header value that is not UTF-8 is left out (principal null, no
+ * traceparent): a document must hold text only.
  * Attribute keys are stored with '.' and a leading '$' replaced by their
  * full-width forms (U+FF0E, U+FF04), which both MongoDB and FerretDB accept.
  *

@@ -434,6 +434,29 @@ static void test_document_event_time_out_of_range(void)
     transform_rules_free(r);
 }
 
+/* Header values that are not UTF-8 are left out of the document (the
+ * principal is null, as audit stores it, the traceparent absent): they
+ * made a document with invalid strings, which MongoDB's driver sends as
+ * they are and clients then cannot read. Found by fuzz_delivery. */
+static void test_document_headers_not_utf8(void)
+{
+    transform_rules *r = rules("{}");
+    bson_t doc = BSON_INITIALIZER;
+    bson_iter_t it;
+    fixture f;
+
+    CHECK(r != NULL);
+    fixture_make(&f, "a", "{}", true);
+    natsMsgHeader_Set(f.msg, SL_HDR_PRINCIPAL, "billing-\xff");
+    natsMsgHeader_Set(f.msg, SL_HDR_TRACEPARENT, "\xc2" "d1");
+    CHECK(transform_document_build(r, &f.d, 0, &doc, err, sizeof(err)));
+    CHECK(bson_iter_init_find(&it, &doc, "principal") && BSON_ITER_HOLDS_NULL(&it));
+    CHECK(!bson_iter_init_find(&it, &doc, "traceparent"));
+    bson_destroy(&doc);
+    fixture_free(&f);
+    transform_rules_free(r);
+}
+
 static void test_document_terminal_errors(void)
 {
     transform_rules *r = rules("{\"bad.*\": \".x.y\"}");
@@ -477,6 +500,7 @@ int main(void)
     TEST(test_document_fields);
     TEST(test_document_minimal);
     TEST(test_document_event_time_out_of_range);
+    TEST(test_document_headers_not_utf8);
     TEST(test_document_terminal_errors);
     nats_Close();
     return UNIT_RESULT();
