@@ -1,5 +1,7 @@
 # The two commands a newcomer needs, and a few more.
-#   make up     run the whole pipeline locally (nats-server, FerretDB, the three services)
+#   make up     run the whole pipeline locally (nats-server, FerretDB, the three services);
+#               SLUICE_SECURE=1 make up: the same with TLS, JWTs, API keys and a policy
+#               (credentials made in .run/secure/), SLUICE_SECURE=mtls: and client certificates
 #   make test   install what is missing, build, and run every test (also under ASan/UBSan)
 .PHONY: up test test-fast build bench demo k8s clean
 

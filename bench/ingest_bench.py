@@ -28,6 +28,11 @@ resident memory is sampled; the peak during each throughput run is kept too.
 
 Prints one table per policy and the cost of fsync-before-ack (always vs the
 server's default), and writes everything to bench/results/ingest.json.
+
+--mode=security measures something else on the same machinery: the cost of
+TLS and of token checks, plaintext vs TLS vs TLS + JWT (vs TLS + JWT + a
+policy), interleaved in one run (bench/ingest_security.py;
+bench/results/ingest-security.json).
 """
 
 import argparse
@@ -606,6 +611,9 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--loadgen", default=os.environ.get("SLUICE_LOADGEN",
                                                        str(BUILD / "bench" / "sluice-loadgen")))
+    p.add_argument("--mode", choices=("fsync", "security"), default="fsync",
+                   help="fsync: nats bench vs Sluice under both fsync policies; security: "
+                        "plaintext vs TLS vs TLS + JWT (bench/ingest_security.py)")
     p.add_argument("--policies", default="always,default", help="comma-separated: always, default")
     p.add_argument("--callers", type=int, default=64, help="concurrent callers for every Sluice RPC")
     p.add_argument("--depth", type=int, default=1024,
@@ -620,10 +628,13 @@ def parse_args():
                    help="at most this long for each memory run")
     p.add_argument("--workdir", default=str(RESULTS / "work"),
                    help="where the temporary JetStream stores go (a real disk, not tmpfs)")
-    p.add_argument("--json-out", default=str(RESULTS / "ingest.json"))
+    p.add_argument("--json-out", default=None,
+                   help="default bench/results/ingest.json (security: ingest-security.json)")
     p.add_argument("--keep", action="store_true", help="keep stores and logs")
     a = p.parse_args()
     a.policies = [x.strip() for x in a.policies.split(",") if x.strip()]
+    if a.json_out is None:
+        a.json_out = str(RESULTS / ("ingest-security.json" if a.mode == "security" else "ingest.json"))
     try:
         a.rss_shapes = [tuple(int(n) for n in x.split("x")) for x in a.rss_shapes.split(",") if x]
         assert all(len(t) == 2 and t[0] > 0 and t[1] > 0 for t in a.rss_shapes)
@@ -649,6 +660,9 @@ def main():
     pathlib.Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if filesystem_of(pathlib.Path(args.workdir).resolve()) in ("tmpfs", "ramfs"):
         log(f"warning: {args.workdir} is on tmpfs: fsync costs nothing there")
+    if args.mode == "security":
+        import ingest_security  # beside this file
+        return ingest_security.main(sys.modules[__name__], args)
     env = environment(args)
     started = time.monotonic()
     results = {}

@@ -23,7 +23,13 @@
  * histogram (under 0.4% error), so memory does not grow with --records.
  *
  * The request bytes are packed once and shared by every send (one refcounted
- * slice), so the generator spends its CPU on gRPC, not on protobuf. */
+ * slice), so the generator spends its CPU on gRPC, not on protobuf.
+ *
+ * Security, to measure what it costs: --tls-ca makes every channel TLS,
+ * verifying the server with that CA; --token sends `authorization: Bearer
+ * <token>` in the initial metadata of every call (so once per IngestStream,
+ * once per batch, once per unary record), as a client's per-call credentials
+ * would. Both are read once at start. */
 #include <getopt.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -35,6 +41,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -67,6 +74,8 @@ typedef struct options {
     int threads;
     int connections;
     bool json;
+    const char *tls_ca; /* PEM file of the server's CA: TLS; NULL: plaintext */
+    const char *token;  /* bearer token, or @FILE holding it; NULL: none */
 } options;
 
 /* ---- latency histogram -----------------------------------------------------------
@@ -150,6 +159,8 @@ typedef struct run {
     grpc_channel **channels;
     grpc_slice request; /* the packed request every send shares */
     grpc_slice method;
+    grpc_metadata auth;   /* authorization: Bearer <token>, shared by every call */
+    size_t nauth;         /* 1 with --token, else 0 */
     atomic_llong claimed; /* records handed out to callers */
     pthread_mutex_t mu;   /* with cond, guards state: the workers start together */
     pthread_cond_t cond;
@@ -431,6 +442,8 @@ static bool start_unary(caller *c)
     c->recv_bb = NULL;
     memset(ops, 0, sizeof(ops));
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = r->nauth;
+    ops[0].data.send_initial_metadata.metadata = &r->auth;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send_bb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -537,7 +550,9 @@ static void stream_send(caller *c)
         return;
     memset(ops, 0, sizeof(ops));
     if (!c->metadata_sent) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        ops[n].data.send_initial_metadata.count = r->nauth;
+        ops[n++].data.send_initial_metadata.metadata = &r->auth;
         c->metadata_sent = true;
     }
     if (!c->w->cancelled && claim(r, 1) == 1) {
@@ -761,11 +776,45 @@ static bool wait_ready(grpc_channel *ch, double timeout_s)
     return ready;
 }
 
-static grpc_channel *open_channel(const char *target)
+/* The contents of path, NUL-terminated, without trailing newlines; NULL (with
+ * a message on stderr) when it cannot be read. Caller frees. */
+static char *read_file(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+
+    if (f != NULL && fstat(fileno(f), &st) == 0 && st.st_size < (64 << 20) &&
+        (buf = malloc((size_t)st.st_size + 1)) != NULL) {
+        len = fread(buf, 1, (size_t)st.st_size, f);
+        buf[len] = '\0';
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            buf[--len] = '\0';
+    }
+    if (f != NULL)
+        fclose(f);
+    if (buf == NULL || len == 0) {
+        fprintf(stderr, "sluice-loadgen: %s: %s: cannot be read, or empty\n", what, path);
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Channel credentials: TLS with ca_pem as the only root, or plaintext. */
+static grpc_channel_credentials *channel_credentials(const char *ca_pem)
+{
+    if (ca_pem == NULL)
+        return grpc_insecure_credentials_create();
+    return grpc_ssl_credentials_create(ca_pem, NULL, NULL, NULL);
+}
+
+static grpc_channel *open_channel(const char *target, const char *ca_pem)
 {
     grpc_arg args[2];
     grpc_channel_args ca = {2, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = channel_credentials(ca_pem);
     grpc_channel *ch;
 
     /* A channel of its own for each connection, not one shared subchannel. */
@@ -802,6 +851,10 @@ static void usage(FILE *f)
                "  --duration-limit=S     cancel what still runs after S seconds (default 60)\n"
                "  --threads=T            client threads, one completion queue each (default 1)\n"
                "  --connections=K        HTTP/2 connections (default 1)\n"
+               "  --tls-ca=PEM           TLS, verifying the server with the CA in this PEM file\n"
+               "                         (the target's host must be in the server's certificate)\n"
+               "  --token=T              send authorization: Bearer T on every call; @FILE reads\n"
+               "                         T from FILE (kept off the command line)\n"
                "  --json                 print one JSON object instead of text\n");
 }
 
@@ -830,6 +883,8 @@ static int parse_options(int argc, char **argv, options *o)
                                           {"threads", required_argument, NULL, 'T'},
                                           {"connections", required_argument, NULL, 'K'},
                                           {"json", no_argument, NULL, 'j'},
+                                          {"tls-ca", required_argument, NULL, 'C'},
+                                          {"token", required_argument, NULL, 'A'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
     long long v = 0;
@@ -906,6 +961,14 @@ static int parse_options(int argc, char **argv, options *o)
         case 'j':
             o->json = true;
             break;
+        case 'C':
+            o->tls_ca = optarg;
+            ok = *optarg != '\0';
+            break;
+        case 'A':
+            o->token = optarg;
+            ok = *optarg != '\0';
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -946,7 +1009,8 @@ static void report(const options *o, const counts *n, const histogram *h, double
             printf(", batch %d", o->batch_size);
         if (o->mode == MODE_STREAM)
             printf(", window %d", o->window);
-        printf(", request %zu B, most in flight %lld\n", request_bytes, n->max_in_flight);
+        printf(", request %zu B, most in flight %lld%s%s\n", request_bytes, n->max_in_flight,
+               o->tls_ca ? ", TLS" : "", o->token ? ", bearer token" : "");
         printf("acked %llu in %.3f s: %.0f records/s; latency p50 %.3f ms, p99 %.3f ms, "
                "mean %.3f ms, max %.3f ms; errors %llu%s\n",
                (unsigned long long)n->acked, seconds, rate, p50, p99, mean, max,
@@ -963,11 +1027,12 @@ static void report(const options *o, const counts *n, const histogram *h, double
         "\"payload_bytes\":%d,\"request_bytes\":%zu,\"calls\":%llu,\"records\":%llu,"
         "\"seconds\":%.6f,\"records_per_s\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
         "\"mean_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%llu,\"max_in_flight\":%lld,\"timed_out\":%s,"
-        "\"error_codes\":{",
+        "\"tls\":%s,\"token\":%s,\"error_codes\":{",
         mode_name(o->mode), o->concurrency, o->mode == MODE_BATCH ? o->batch_size : 1,
         o->mode == MODE_STREAM ? o->window : 1, o->payload_bytes, request_bytes,
         (unsigned long long)n->calls, (unsigned long long)n->acked, seconds, rate, p50, p99, mean,
-        max, (unsigned long long)n->errors, n->max_in_flight, timed_out ? "true" : "false");
+        max, (unsigned long long)n->errors, n->max_in_flight, timed_out ? "true" : "false",
+        o->tls_ca ? "true" : "false", o->token ? "true" : "false");
     for (int i = 0, first = 1; i < NCODES; i++) {
         if (n->by_code[i]) {
             printf("%s\"%s\":%llu", first ? "" : ",", code_name(i),
@@ -1070,10 +1135,22 @@ int main(int argc, char **argv)
     histogram *hist = NULL;
     double seconds;
     bool timed_out = false;
+    char *ca_pem = NULL, *token = NULL, *bearer = NULL;
     int rc = parse_options(argc, argv, &opt);
 
     if (rc != 0)
         return rc;
+    if (opt.tls_ca != NULL && (ca_pem = read_file(opt.tls_ca, "--tls-ca")) == NULL)
+        return 2;
+    if (opt.token != NULL) {
+        token = opt.token[0] == '@' ? read_file(opt.token + 1, "--token") : strdup(opt.token);
+        if (token == NULL || (bearer = malloc(strlen(token) + 8)) == NULL) {
+            free(ca_pem);
+            free(token);
+            return 2;
+        }
+        snprintf(bearer, strlen(token) + 8, "Bearer %s", token);
+    }
     rc = 1;
     grpc_init();
     memset(&r, 0, sizeof(r));
@@ -1081,6 +1158,11 @@ int main(int argc, char **argv)
     pthread_mutex_init(&r.mu, NULL);
     pthread_cond_init(&r.cond, NULL);
     r.opt = &opt;
+    if (bearer != NULL) {
+        r.auth.key = grpc_slice_from_static_string("authorization");
+        r.auth.value = grpc_slice_from_copied_string(bearer);
+        r.nauth = 1;
+    }
     r.method = grpc_slice_from_static_string(opt.mode == MODE_UNARY   ? METHOD_INGEST
                                              : opt.mode == MODE_BATCH ? METHOD_BATCH
                                                                       : METHOD_STREAM);
@@ -1095,11 +1177,14 @@ int main(int argc, char **argv)
         goto done;
     }
     for (int i = 0; i < opt.connections; i++) {
-        r.channels[i] = open_channel(opt.target);
+        r.channels[i] = open_channel(opt.target, ca_pem);
         for (int k = i; k < opt.concurrency; k += opt.connections)
             callers[k].channel = r.channels[i];
         if (!wait_ready(r.channels[i], 10.0)) {
-            fprintf(stderr, "sluice-loadgen: %s: not connected within 10 s\n", opt.target);
+            fprintf(stderr, "sluice-loadgen: %s: not connected within 10 s%s\n", opt.target,
+                    ca_pem ? " (TLS: does the server's certificate name the target's host and "
+                             "chain to --tls-ca?)"
+                           : "");
             goto done;
         }
     }
@@ -1128,6 +1213,11 @@ done:
         if (r.channels[i] != NULL)
             grpc_channel_destroy(r.channels[i]);
     grpc_slice_unref(r.request);
+    if (r.nauth)
+        grpc_slice_unref(r.auth.value);
+    free(ca_pem);
+    free(token);
+    free(bearer);
     free(r.channels);
     free(workers);
     free(callers);

@@ -6,9 +6,13 @@
 #                                     ingest, for both fsync policies
 #   bash bench/run.sh drain [args]    bench/drain.py: transform and audit drain
 #                                     rates vs raw insert_many, end-to-end lag
+#   bash bench/run.sh security [args] bench/ingest_bench.py --mode=security: the cost
+#                                     of TLS and of JWT checks (plaintext vs TLS vs
+#                                     TLS + JWT, interleaved), for both fsync policies
 # Arguments after the name go to the script (see its --help), e.g.
 #   bash bench/run.sh ingest --policies=default --rounds=1
-# Figures: bench/results/ingest.json and drain.json (git-ignored).
+# Figures: bench/results/ingest.json, drain.json and ingest-security.json (git-ignored).
+# `bash bench/run.sh` (make bench) runs ingest and drain; security runs on request.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +36,7 @@ drain() {
 case "${1:-all}" in
   ingest) shift; ingest "$@" ;;
   drain) shift; drain "$@" ;;
+  security) shift; ingest --mode=security "$@" ;;
   all) ingest && drain ;;
-  *) echo "usage: bench/run.sh [ingest|drain] [arguments for the script]" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh [ingest|drain|security] [arguments for the script]" >&2; exit 2 ;;
 esac

@@ -1,10 +1,12 @@
 /* sl_grpc_call: see sl_grpc_call.h. */
 #include "sl_grpc_call.h"
 
+#include <grpc/support/alloc.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sl_log.h"
+#include "sl_retry.h"
 
 #define CALL_OF(tag, member) ((sl_call *)((char *)(tag) - offsetof(sl_call, member)))
 
@@ -17,6 +19,8 @@ static void call_destroy(sl_call *c)
         c->ops->unlink(c);
     if (c->status_sent)
         grpc_slice_unref(c->status_details);
+    if (c->status_sent && c->retry_ms > 0)
+        grpc_slice_unref(c->status_md.value);
     if (c->recv_buf != NULL)
         grpc_byte_buffer_destroy(c->recv_buf);
     sl_grpc_server_call_done(c->server, c->call);
@@ -88,7 +92,16 @@ void sl_call_send_locked(sl_call *c, uint8_t *body, size_t len, bool final, int 
         sl_rpc_stats_handled(c->stats, code);
         ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
         ops[n].data.send_status_from_server.status = (grpc_status_code)code;
-        ops[n++].data.send_status_from_server.status_details = &c->status_details;
+        ops[n].data.send_status_from_server.status_details = &c->status_details;
+        if (c->retry_ms > 0) {
+            char *text = grpc_slice_to_c_string(c->status_details);
+            c->status_md.key = grpc_slice_from_static_string("grpc-status-details-bin");
+            c->status_md.value = sl_retry_status_details(code, text, c->retry_ms);
+            gpr_free(text);
+            ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+            ops[n].data.send_status_from_server.trailing_metadata = &c->status_md;
+        }
+        n++;
     }
     c->send_busy = start_batch_locked(c, ops, n, &c->on_send);
     if (!c->send_busy && c->send_buf != NULL) {
@@ -100,6 +113,16 @@ void sl_call_send_locked(sl_call *c, uint8_t *body, size_t len, bool final, int 
 void sl_call_status_locked(sl_call *c, int code, const char *message)
 {
     sl_call_send_locked(c, NULL, 0, true, code, message);
+}
+
+void sl_call_status_retry_locked(sl_call *c, int code, const char *message, int64_t retry_ms)
+{
+    if (c->status_sent)
+        return;
+    c->retry_ms = retry_ms;
+    sl_call_send_locked(c, NULL, 0, true, code, message);
+    if (!c->status_sent)
+        c->retry_ms = 0; /* not sent (busy or dead): the hint goes with it */
 }
 
 /* gRPC worker: a RECV_MESSAGE completed. */

@@ -51,6 +51,8 @@ struct sl_call {
     grpc_byte_buffer *recv_buf;
     grpc_byte_buffer *send_buf;
     grpc_slice status_details;
+    grpc_metadata status_md; /* grpc-status-details-bin, when retry_ms > 0 */
+    int64_t retry_ms;        /* the final status's RetryInfo (sl_retry); 0: none */
     int cancelled; /* written by RECV_CLOSE_ON_SERVER */
     bool metadata_sent, send_busy, recv_busy, status_sent, dead;
     int64_t deadline_ms;
@@ -72,6 +74,10 @@ void sl_call_send_locked(sl_call *c, uint8_t *body, size_t len, bool final, int 
 
 /* A status with no message; no-op when already sent or dead. */
 void sl_call_status_locked(sl_call *c, int code, const char *message);
+
+/* The same with a RetryInfo of retry_ms (sl_retry) in the trailing
+ * grpc-status-details-bin, when retry_ms > 0. */
+void sl_call_status_retry_locked(sl_call *c, int code, const char *message, int64_t retry_ms);
 
 /* References for work outside gRPC batches (e.g. a publish in flight). */
 void sl_call_ref_locked(sl_call *c);

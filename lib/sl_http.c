@@ -13,10 +13,12 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,13 +28,125 @@
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define TEXT_TYPE "text/plain; charset=utf-8"
 
+#define PEERS_SIZE (2 * SL_HTTP_MAX_CONNECTIONS) /* a power of two */
+
+/* Open connections per remote address (loopback not counted), in an open
+ * addressing table; only the polling thread touches it. */
+typedef struct peer {
+    unsigned char addr[16]; /* IPv4 mapped into IPv6 */
+    unsigned count;
+    bool used;
+} peer;
+
 /* Allocated by sl_http_start, freed by sl_http_stop. */
 struct sl_http {
     struct MHD_Daemon *daemon;
     sl_ready_fn ready;
     void *closure;
     int port;
+    peer peers[PEERS_SIZE];
 };
+
+/* ---- connections per address ---------------------------------------------- */
+
+/* The address as 16 bytes; false for loopback (never limited) and for
+ * families other than IP. */
+static bool peer_key(const struct sockaddr *sa, unsigned char out[16])
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &in->sin_addr, 4);
+        return out[12] != 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        static const unsigned char lo6[16] = {[15] = 1};
+        memcpy(out, &in6->sin6_addr, 16);
+        return memcmp(out, lo6, 16) != 0 &&
+               !(IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && out[12] == 127);
+    }
+    return false;
+}
+
+/* The slot of key: its own, or where it goes: the first slot on its probe
+ * chain whose address has no connection left (slots stay "used" once taken,
+ * so that no chain is ever cut), else the empty one ending the chain. NULL
+ * only when every slot holds an address with connections, which the
+ * connection limit (half the slots) rules out. */
+static peer *peer_slot(sl_http *h, const unsigned char key[16])
+{
+    uint32_t hash = 2166136261u;
+    peer *idle = NULL;
+
+    for (int i = 0; i < 16; i++)
+        hash = (hash ^ key[i]) * 16777619u;
+    for (size_t i = 0; i < PEERS_SIZE; i++) {
+        peer *p = &h->peers[(hash + i) & (PEERS_SIZE - 1)];
+        if (p->used && memcmp(p->addr, key, 16) == 0)
+            return p;
+        if (p->used && p->count == 0 && idle == NULL)
+            idle = p;
+        if (!p->used)
+            return idle != NULL ? idle : p;
+    }
+    return idle;
+}
+
+/* The polling thread, before accepting a connection. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len)
+{
+    unsigned char key[16];
+    peer *p;
+
+    (void)len;
+    if (!peer_key(sa, key))
+        return MHD_YES;
+    p = peer_slot(cls, key);
+    return p != NULL && (!p->used || p->count < SL_HTTP_MAX_PER_IP) ? MHD_YES : MHD_NO;
+}
+
+/* The polling thread, as a connection starts and closes. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_ctx,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    unsigned char key[16];
+    peer *p;
+
+    (void)socket_ctx;
+    if (ci == NULL || ci->client_addr == NULL || !peer_key(ci->client_addr, key))
+        return;
+    p = peer_slot(cls, key);
+    if (p == NULL)
+        return;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        if (!p->used || memcmp(p->addr, key, 16) != 0) {
+            memcpy(p->addr, key, 16);
+            p->used = true;
+            p->count = 0;
+        }
+        p->count++;
+    } else if (p->used && memcmp(p->addr, key, 16) == 0 && p->count > 0) {
+        p->count--;
+    }
+}
+
+/* Room for every connection the endpoint may hold, besides what the rest of
+ * the process uses: the soft descriptor limit is raised towards the hard
+ * one. */
+static void nofile_raise(void)
+{
+    struct rlimit rl;
+    rlim_t want = 4 * SL_HTTP_MAX_CONNECTIONS + 1024;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        sl_log(SL_LOG_WARN, "cannot raise the open file limit: %s", strerror(errno));
+}
 
 /* libmicrohttpd's messages, as JSON log lines; runs on any MHD thread. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -188,10 +302,13 @@ sl_http *sl_http_start(const char *listen, sl_ready_fn ready, void *closure, cha
         free(h);
         return NULL;
     }
+    nofile_raise();
     h->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG, 0, on_accept, h,
         on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_CONNECTION_LIMIT, 64u, MHD_OPTION_CONNECTION_TIMEOUT, 10u, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)SL_HTTP_MAX_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)SL_HTTP_IDLE_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         /* MHD closes fd on some failure paths and not others; rather than
          * risk closing a descriptor reused meanwhile, it is left open (the

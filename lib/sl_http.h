@@ -9,14 +9,28 @@
  * alongside it) is 405. Liveness is deliberately trivial: a service that
  * lost NATS or MongoDB is not ready, but restarting it would not help.
  *
+ * Abuse. A probe must answer even while someone holds connections open
+ * without sending a request (a kubelet that times out restarts a healthy
+ * pod). So connections are cheap to hold and quick to drop: up to
+ * SL_HTTP_MAX_CONNECTIONS at once (the process's descriptor limit is raised
+ * to allow it), at most SL_HTTP_MAX_PER_IP from one address other than
+ * loopback (the kubelet probes from the node's address, an abuser from its
+ * own), and any connection idle for SL_HTTP_IDLE_TIMEOUT_S seconds, before
+ * its request or after its answer, is closed.
+ *
  * Threads: requests are served one at a time on libmicrohttpd's internal
- * polling thread, so ready() and every sl_metric_gauge_fn callback run there.
- * libmicrohttpd's own error messages go to sl_log at warn level. */
+ * polling thread (epoll), so ready() and every sl_metric_gauge_fn callback
+ * run there. libmicrohttpd's own error messages go to sl_log at warn
+ * level. */
 #ifndef SL_HTTP_H
 #define SL_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#define SL_HTTP_MAX_CONNECTIONS 4096
+#define SL_HTTP_MAX_PER_IP 64
+#define SL_HTTP_IDLE_TIMEOUT_S 5
 
 /* Runs on the HTTP thread for each GET /readyz. Returns true when ready;
  * otherwise may write one line (no newline) into why, which holds whylen

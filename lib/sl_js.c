@@ -14,6 +14,7 @@
 #include "sl_grpc_codes.h"
 #include "sl_log.h"
 #include "sl_nats.h"
+#include "sl_retry.h"
 #include "sl_time.h"
 
 struct sl_js {
@@ -85,8 +86,10 @@ static void too_large(char *buf, size_t len, int64_t size, int64_t max)
 static void ack_error(sl_js *js, sl_js_ack *ack, const jsPubAckErr *pae, char *buf, size_t len)
 {
     ack->code = SL_GRPC_UNAVAILABLE;
+    ack->retry_ms = SL_RETRY_UNAVAILABLE_MS;
     if (pae->Err == NATS_MAX_PAYLOAD) {
         ack->code = SL_GRPC_RESOURCE_EXHAUSTED;
+        ack->retry_ms = 0;
         too_large(buf, len, 0, sl_js_max_payload(js));
     } else if (pae->Err == NATS_TIMEOUT) {
         snprintf(buf, len, "no PubAck from JetStream in time; the record may or may not be "
@@ -95,14 +98,17 @@ static void ack_error(sl_js *js, sl_js_ack *ack, const jsPubAckErr *pae, char *b
         snprintf(buf, len, "JetStream stream not available (no responders)");
     } else if (pae->ErrCode == JSStreamMessageExceedsMaximumErr) {
         ack->code = SL_GRPC_RESOURCE_EXHAUSTED;
+        ack->retry_ms = 0;
         snprintf(buf, len, "record exceeds the stream's maximum message size");
     } else if (pae->ErrCode == JSStreamStoreFailedErr && pae->ErrText != NULL &&
                strstr(pae->ErrText, "exceeded") != NULL) {
         /* discard new: "maximum messages/bytes exceeded" */
         ack->code = SL_GRPC_RESOURCE_EXHAUSTED;
+        ack->retry_ms = SL_RETRY_STREAM_FULL_MS;
         snprintf(buf, len, "stream is full (%s); not stored, retry later with the same id",
                  pae->ErrText);
     } else if (pae->ErrCode == JSStreamNotMatchErr) {
+        ack->retry_ms = SL_RETRY_STREAM_FULL_MS;
         snprintf(buf, len, "the stream's subjects are taken by another stream: not stored "
                  "(an operator must fix the stream configuration)");
     } else {
@@ -194,15 +200,17 @@ static int check_size(sl_js *js, natsMsg *msg, char *err, size_t errlen)
 }
 
 int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
-                  sl_js_ack_cb cb, void *closure, char *err, size_t errlen)
+                  sl_js_ack_cb cb, void *closure, char *err, size_t errlen, int64_t *retry_ms)
 {
     jsPubOptions po;
     natsStatus s;
     int code = 0;
 
+    *retry_ms = 0;
     if (!sl_js_connected(js)) {
         snprintf(err, errlen, "JetStream not reachable (NATS disconnected); retry with the same id");
         code = SL_GRPC_UNAVAILABLE;
+        *retry_ms = SL_RETRY_UNAVAILABLE_MS;
     } else {
         code = check_size(js, msg, err, errlen);
     }
@@ -230,6 +238,7 @@ int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
         return SL_GRPC_RESOURCE_EXHAUSTED;
     }
     snprintf(err, errlen, "JetStream publish failed: %s", natsStatus_GetText(s));
+    *retry_ms = SL_RETRY_UNAVAILABLE_MS;
     return SL_GRPC_UNAVAILABLE;
 }
 

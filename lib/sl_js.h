@@ -48,6 +48,7 @@ typedef struct sl_js_ack {
     const char *stream;
     uint64_t sequence;
     bool duplicate;
+    int64_t retry_ms; /* a failure a retry can cure: wait this long first (sl_retry); else 0 */
 } sl_js_ack;
 
 /* Runs on cnats' PubAck thread; must not block. */
@@ -85,10 +86,12 @@ bool sl_js_wait_ready(sl_js *js, int64_t timeout_ms);
 /* Publishes msg (always consumed) and calls cb(closure, ack) once when the
  * PubAck, an error or timeout_ms passed. Returns 0 when the message is on its
  * way; otherwise a gRPC status code, with nothing in flight and no callback
- * to come, and err describes why: UNAVAILABLE when NATS is not reachable,
- * RESOURCE_EXHAUSTED when the message exceeds the server's max_payload. */
+ * to come, and err describes why: UNAVAILABLE when NATS is not reachable
+ * (*retry_ms set to the wait a client should take), RESOURCE_EXHAUSTED when
+ * the message exceeds the server's max_payload (*retry_ms 0: no retry can
+ * help). */
 int sl_js_publish(sl_js *js, natsMsg *msg, int64_t timeout_ms, sl_js_pending *p,
-                  sl_js_ack_cb cb, void *closure, char *err, size_t errlen);
+                  sl_js_ack_cb cb, void *closure, char *err, size_t errlen, int64_t *retry_ms);
 
 /* The connection and JetStream context, for consumers that need more than
  * publishing (owned by sl_js). */

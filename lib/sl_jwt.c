@@ -9,9 +9,11 @@
 
 #include <bson/bson.h>
 #include <jwt.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,12 +23,30 @@
 
 #define TOKEN_MAX 8192
 
+/* exp and nbf of a token, as read from its claims. */
+typedef struct jwt_times {
+    double exp, nbf;
+    bool has_exp, has_nbf;
+} jwt_times;
+
+/* One verified token, by the SHA-256 of its text. */
+typedef struct jwt_cached {
+    unsigned char hash[32];
+    jwt_times times;
+    char principal[SL_PRINCIPAL_MAX];
+    bool used;
+} jwt_cached;
+
 struct sl_jwt {
     jwt_alg_t alg;       /* the one algorithm the key is for */
     unsigned char *pem;  /* the public key, PEM, for libjwt */
     int pem_len;
     char *issuer;        /* NULL: not checked */
     char *audience;      /* NULL: not checked */
+    /* Verified tokens (direct-mapped, a newer one takes an older one's
+     * slot), under cache_mu: the only state that changes after creation. */
+    pthread_mutex_t cache_mu;
+    jwt_cached *cache;
 };
 
 /* ---- the key ----------------------------------------------------------------- */
@@ -109,11 +129,13 @@ sl_jwt *sl_jwt_new_pem(const char *pem, size_t len, const char *issuer, const ch
     }
     j = calloc(1, sizeof(*j));
     if (j != NULL) {
+        pthread_mutex_init(&j->cache_mu, NULL);
+        j->cache = calloc(SL_JWT_CACHE_SLOTS, sizeof(*j->cache));
         j->alg = key_alg(key);
         j->issuer = dup_or_null(issuer);
         j->audience = dup_or_null(audience);
     }
-    if (j == NULL || !key_pem(key, j)) {
+    if (j == NULL || j->cache == NULL || !key_pem(key, j)) {
         snprintf(err, errlen, "out of memory");
         sl_jwt_free(j);
         j = NULL;
@@ -150,6 +172,8 @@ void sl_jwt_free(sl_jwt *j)
     free(j->pem);
     free(j->issuer);
     free(j->audience);
+    free(j->cache);
+    pthread_mutex_destroy(&j->cache_mu);
     free(j);
 }
 
@@ -225,47 +249,31 @@ static void claim_time_text(double s, char *out, size_t len)
     sl_time_rfc3339((int64_t)(clamped * 1e9), out, len);
 }
 
-/* exp and nbf, with the skew. */
-static bool times_check(const bson_t *claims, int64_t now, char *why, size_t whylen)
+/* exp and nbf at now, with the skew: checked on every use, cached or not. */
+static bool times_valid(const jwt_times *t, int64_t now, char *why, size_t whylen)
 {
-    double exp = 0, nbf = 0;
-    bool has_exp, has_nbf;
     char at[SL_RFC3339_LEN];
 
-    if (!claim_time(claims, "exp", &exp, &has_exp) || !claim_time(claims, "nbf", &nbf, &has_nbf)) {
-        snprintf(why, whylen, "token exp or nbf is not a number");
-        return false;
-    }
-    if (has_exp && (double)now > exp + SL_JWT_SKEW_S) {
-        claim_time_text(exp, at, sizeof(at));
+    if (t->has_exp && (double)now > t->exp + SL_JWT_SKEW_S) {
+        claim_time_text(t->exp, at, sizeof(at));
         snprintf(why, whylen, "token expired at %.19sZ", at);
         return false;
     }
-    if (has_nbf && (double)now + SL_JWT_SKEW_S < nbf) {
-        claim_time_text(nbf, at, sizeof(at));
+    if (t->has_nbf && (double)now + SL_JWT_SKEW_S < t->nbf) {
+        claim_time_text(t->nbf, at, sizeof(at));
         snprintf(why, whylen, "token not valid before %.19sZ", at);
         return false;
     }
     return true;
 }
 
-static bool claims_check(const sl_jwt *j, const bson_t *claims, int64_t now,
-                         char principal[SL_PRINCIPAL_MAX], char *why, size_t whylen)
+static bool subject_read(const bson_t *claims, char principal[SL_PRINCIPAL_MAX], char *why,
+                         size_t whylen)
 {
     bson_iter_t it;
     const char *sub;
     uint32_t sublen = 0;
 
-    if (!times_check(claims, now, why, whylen))
-        return false;
-    if (j->issuer != NULL && !claim_text_is(claims, "iss", j->issuer)) {
-        snprintf(why, whylen, "token issuer (iss) is not the configured issuer");
-        return false;
-    }
-    if (j->audience != NULL && !audience_holds(claims, j->audience)) {
-        snprintf(why, whylen, "token audience (aud) does not include the configured audience");
-        return false;
-    }
     if (!bson_iter_init_find(&it, claims, "sub") || !BSON_ITER_HOLDS_UTF8(&it) ||
         (sub = bson_iter_utf8(&it, &sublen))[0] == '\0' || sublen >= SL_PRINCIPAL_MAX ||
         strlen(sub) != sublen) {
@@ -283,18 +291,89 @@ static bool claims_check(const sl_jwt *j, const bson_t *claims, int64_t now,
     return true;
 }
 
-bool sl_jwt_verify(const sl_jwt *j, const char *token, int64_t now,
+static bool claims_check(const sl_jwt *j, const bson_t *claims, int64_t now, jwt_times *t,
+                         char principal[SL_PRINCIPAL_MAX], char *why, size_t whylen)
+{
+    if (!claim_time(claims, "exp", &t->exp, &t->has_exp) ||
+        !claim_time(claims, "nbf", &t->nbf, &t->has_nbf)) {
+        snprintf(why, whylen, "token exp or nbf is not a number");
+        return false;
+    }
+    if (!times_valid(t, now, why, whylen))
+        return false;
+    if (j->issuer != NULL && !claim_text_is(claims, "iss", j->issuer)) {
+        snprintf(why, whylen, "token issuer (iss) is not the configured issuer");
+        return false;
+    }
+    if (j->audience != NULL && !audience_holds(claims, j->audience)) {
+        snprintf(why, whylen, "token audience (aud) does not include the configured audience");
+        return false;
+    }
+    return subject_read(claims, principal, why, whylen);
+}
+
+/* ---- the cache of verified tokens ------------------------------------------------ */
+
+static void token_hash(const char *token, unsigned char out[32])
+{
+    unsigned int len = 0;
+    if (EVP_Digest(token, strlen(token), out, &len, EVP_sha256(), NULL) != 1)
+        memset(out, 0, 32);
+}
+
+/* A verified token seen before: its principal, once its times still hold.
+ * The signature, issuer and audience do not change; exp and nbf are checked
+ * again against now. */
+static int cache_lookup(sl_jwt *j, const unsigned char hash[32], int64_t now,
+                        char principal[SL_PRINCIPAL_MAX], char *why, size_t whylen)
+{
+    jwt_cached *c = &j->cache[(hash[0] | hash[1] << 8) % SL_JWT_CACHE_SLOTS];
+    int found = 0; /* 0: not cached, 1: valid, -1: cached but expired */
+    jwt_times t;
+
+    pthread_mutex_lock(&j->cache_mu);
+    if (c->used && CRYPTO_memcmp(c->hash, hash, 32) == 0) {
+        t = c->times;
+        memcpy(principal, c->principal, sizeof(c->principal));
+        found = 1;
+    }
+    pthread_mutex_unlock(&j->cache_mu);
+    if (found == 1 && !times_valid(&t, now, why, whylen))
+        found = -1;
+    return found;
+}
+
+static void cache_store(sl_jwt *j, const unsigned char hash[32], const jwt_times *t,
+                        const char *principal)
+{
+    jwt_cached *c = &j->cache[(hash[0] | hash[1] << 8) % SL_JWT_CACHE_SLOTS];
+
+    pthread_mutex_lock(&j->cache_mu);
+    memcpy(c->hash, hash, 32);
+    c->times = *t;
+    snprintf(c->principal, sizeof(c->principal), "%s", principal);
+    c->used = true;
+    pthread_mutex_unlock(&j->cache_mu);
+}
+
+bool sl_jwt_verify(sl_jwt *j, const char *token, int64_t now,
                    char principal[SL_PRINCIPAL_MAX], char *why, size_t whylen)
 {
+    unsigned char hash[32];
     jwt_t *jwt = NULL;
     char *json = NULL;
     bson_t *claims = NULL;
+    jwt_times times;
     bool ok = false;
+    int cached;
 
     if (strlen(token) > TOKEN_MAX || !sl_jwt_looks_like(token)) {
         snprintf(why, whylen, "bearer token is not a JWT");
         return false;
     }
+    token_hash(token, hash);
+    if ((cached = cache_lookup(j, hash, now, principal, why, whylen)) != 0)
+        return cached > 0;
     if (jwt_decode(&jwt, token, j->pem, j->pem_len) != 0 || jwt == NULL) {
         snprintf(why, whylen, "token signature does not verify with the configured key");
         goto done;
@@ -310,7 +389,9 @@ bool sl_jwt_verify(const sl_jwt *j, const char *token, int64_t now,
         snprintf(why, whylen, "token claims are not a JSON object");
         goto done;
     }
-    ok = claims_check(j, claims, now, principal, why, whylen);
+    ok = claims_check(j, claims, now, &times, principal, why, whylen);
+    if (ok)
+        cache_store(j, hash, &times, principal);
 done:
     bson_destroy(claims);
     free(json);

@@ -17,8 +17,15 @@
  * A refusal is one line saying what was wrong (expired, wrong audience, bad
  * signature ...) and never the token or a claim's secret parts.
  *
- * An sl_jwt is immutable once made: sl_jwt_verify is safe from any number
- * of threads. */
+ * Verifying a signature costs about half a millisecond of CPU (libjwt reads
+ * the PEM key again each time), so a verified token is remembered, by the
+ * SHA-256 of its text, in SL_JWT_CACHE_SLOTS slots: the same token on the
+ * next call costs a hash and a look-up, and exp and nbf are still checked
+ * against the time of every call. A new key (sl_auth reloads it) starts
+ * with an empty cache.
+ *
+ * sl_jwt_verify is safe from any number of threads; the cache is the only
+ * state that changes after sl_jwt_new, under its own mutex. */
 #ifndef SL_JWT_H
 #define SL_JWT_H
 
@@ -29,6 +36,7 @@
 #include "sl_record.h" /* SL_PRINCIPAL_MAX */
 
 #define SL_JWT_SKEW_S 60
+#define SL_JWT_CACHE_SLOTS 1024
 
 typedef struct sl_jwt sl_jwt;
 
@@ -45,7 +53,7 @@ void sl_jwt_free(sl_jwt *j);
 
 /* Checks token at now (seconds since the epoch). True with the principal
  * (sub) in principal; false with why set to one line. */
-bool sl_jwt_verify(const sl_jwt *j, const char *token, int64_t now,
+bool sl_jwt_verify(sl_jwt *j, const char *token, int64_t now,
                    char principal[SL_PRINCIPAL_MAX], char *why, size_t whylen);
 
 /* True when token has the shape of a JWT (three base64url parts), as

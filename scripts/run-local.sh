@@ -7,6 +7,14 @@
 # (override with SLUICE_LISTEN, SLUICE_NATS_PORT, SLUICE_MONGO_PORT and
 # SLUICE_METRICS_BASE, the first of the three metrics ports). Data and logs go
 # to .run/ (SLUICE_RUN_DIR).
+#
+# Open by default: no TLS, no credentials. SLUICE_SECURE=1 makes local
+# credentials in .run/secure/ (scripts/local-credentials.sh: a CA, a server
+# certificate for localhost and 127.0.0.1, a client certificate, an ES256 JWT
+# key pair and a token, an API key and its hash file, a policy) and starts
+# sluice-ingest with TLS, JWTs, API keys and the policy; SLUICE_SECURE=mtls
+# also requires client certificates. The mode goes into .run/mode, which
+# scripts/demo.sh reads.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +35,34 @@ m_audit="127.0.0.1:$((metrics_base + 2))"
 nats_url="nats://127.0.0.1:$nats_port"
 mongo_uri="mongodb://127.0.0.1:$mongo_port/sluice"
 rules="${SLUICE_TRANSFORM_RULES:-$root/deploy/local/transform-rules.json}"
+
+# Where clients connect: the listen address, with a wildcard host made loopback.
+host=${listen%:*}
+case "$host" in "" | 0.0.0.0 | "[::]") host=127.0.0.1 ;; esac
+addr="$host:${listen##*:}"
+
+secure="${SLUICE_SECURE:-0}"
+case "$secure" in
+  0 | "" | false | no) mode=plain ;;
+  1 | true | yes) mode=secure ;;
+  mtls) mode=mtls ;;
+  *) echo "SLUICE_SECURE must be 1 (TLS, JWTs, API keys, policy), mtls (the same and client certificates) or 0; got: $secure" >&2
+     exit 2 ;;
+esac
+creds="$run/secure"
+ingest_security=()
+if [ "$mode" != plain ]; then
+  bash scripts/local-credentials.sh "$creds" "$addr"
+  ingest_security=(--tls-cert="$creds/server.crt" --tls-key="$creds/server.key"
+    --auth-jwt-public-key="$creds/jwt.pub.pem" --auth-jwt-issuer=sluice-local
+    --auth-jwt-audience=sluice --auth-tokens-file="$creds/api-keys.txt"
+    --auth-policy="$creds/policy.json")
+  if [ "$mode" = mtls ]; then
+    ingest_security+=(--tls-client-ca="$creds/ca.crt")
+    printf 'SLUICE_CERT=%s\nSLUICE_KEY=%s\n' "$creds/client.crt" "$creds/client.key" >> "$creds/client.env"
+  fi
+fi
+echo "$mode" > "$run/mode"
 
 pids=()
 stop_all() {
@@ -67,7 +103,7 @@ start ferretdb .tools/bin/ferretdb --handler=sqlite --sqlite-url="file:$run/ferr
 wait_port "$mongo_port"
 
 start sluice-ingest "$build/services/ingest/sluice-ingest" --listen="$listen" \
-  --nats-url="$nats_url" --metrics-listen="$m_ingest"
+  --nats-url="$nats_url" --metrics-listen="$m_ingest" ${ingest_security[@]+"${ingest_security[@]}"}
 wait_port "${listen##*:}"
 if [ -x "$build/services/transform/sluice-transform" ]; then
   SLUICE_TRANSFORM_RULES="$rules" start sluice-transform \
@@ -79,10 +115,32 @@ if [ -x "$build/services/audit/sluice-audit" ]; then
     --mongodb-uri="$mongo_uri" --metrics-listen="$m_audit"
 fi
 
-cat <<MSG
+if [ "$mode" = plain ]; then
+  cat <<MSG
 
 Sluice is up.
-  gRPC    $listen   (grpcurl -plaintext $listen list)
+  gRPC    $listen   (grpcurl -plaintext $addr list)
+MSG
+else
+  cert_flags="" probe_flags="" also=""
+  if [ "$mode" = mtls ]; then
+    also=", client certificates required"
+    cert_flags=" -cert $creds/client.crt -key $creds/client.key"
+    probe_flags=" -tls-client-cert=$creds/client.crt -tls-client-key=$creds/client.key"
+  fi
+  cat <<MSG
+
+Sluice is up, secure: TLS, JWTs, API keys and a policy$also.
+  gRPC    $addr (TLS), credentials in $creds:
+          ca.crt (the CA of the server's certificate), token (a JWT for "local-dev", 7 days),
+          api-key (principal "local-api-client"), client.crt + client.key, policy.json
+    .tools/bin/grpcurl -cacert $creds/ca.crt$cert_flags \\
+      -H "authorization: Bearer \$(cat $creds/token)" $addr list
+    .tools/bin/grpc-health-probe -addr=$addr -tls -tls-ca-cert=$creds/ca.crt$probe_flags
+    set -a; . $creds/client.env; set +a; examples/clients/go/run.sh
+MSG
+fi
+cat <<MSG
   NATS    $nats_url
   MongoDB $mongo_uri
   metrics http://$m_ingest/metrics (ingest), http://$m_transform/metrics (transform),

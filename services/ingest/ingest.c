@@ -30,6 +30,7 @@
 #include "sl_log.h"
 #include "sl_metrics.h"
 #include "sl_pb_check.h"
+#include "sl_retry.h"
 #include "sl_time.h"
 #include "sl_utf8.h"
 
@@ -47,6 +48,7 @@ typedef struct slot {
     ingest_call *call;
     slot_state state;
     int code; /* 0: stored; otherwise the gRPC status of this record */
+    int32_t retry_ms; /* a failure a retry can cure: the client's wait (sl_retry); else 0 */
     int64_t published_ns;
     uint64_t sequence;
     bool duplicate;
@@ -219,8 +221,16 @@ static void slot_fail(slot *s, int code, const char *message)
 {
     s->state = SLOT_DONE;
     s->code = code;
+    s->retry_ms = 0;
     free(s->message);
     s->message = sl_utf8_dup(message);
+}
+
+/* The same for a failure a retry can cure after retry_ms. */
+static void slot_fail_retry(slot *s, int code, const char *message, int64_t retry_ms)
+{
+    slot_fail(s, code, message);
+    s->retry_ms = (int32_t)retry_ms;
 }
 
 static const char *slot_message(const slot *s)
@@ -233,7 +243,7 @@ static const char *slot_message(const slot *s)
 static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, const char *where)
 {
     ingest_service *svc = c->svc;
-    int64_t now = sl_time_mono_ms(), timeout = svc->cfg.publish_timeout_ms;
+    int64_t now = sl_time_mono_ms(), timeout = svc->cfg.publish_timeout_ms, retry_ms = 0;
     natsMsg *msg = NULL;
     char err[512];
     int code;
@@ -260,7 +270,7 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     if (!in_flight_acquire(svc)) {
         snprintf(err, sizeof(err), "too many records in flight (limit %lld); retry with backoff",
                  (long long)svc->cfg.max_in_flight);
-        return slot_fail(s, SL_GRPC_RESOURCE_EXHAUSTED, err);
+        return slot_fail_retry(s, SL_GRPC_RESOURCE_EXHAUSTED, err, SL_RETRY_IN_FLIGHT_MS);
     }
     if (sl_record_to_msg(&msg, r, s->id, sl_time_now_ns(), c->traceparent, c->principal) !=
         NATS_OK) {
@@ -271,12 +281,13 @@ static void submit_locked(ingest_call *c, slot *s, const Sluice__V1__Record *r, 
     s->published_ns = sl_time_now_ns();
     c->waiting++;
     sl_call_ref_locked(&c->base);
-    code = sl_js_publish(svc->js, msg, timeout, &s->pending, on_puback, s, err, sizeof(err));
+    code = sl_js_publish(svc->js, msg, timeout, &s->pending, on_puback, s, err, sizeof(err),
+                         &retry_ms);
     if (code != 0) {
         c->waiting--;
         c->base.refs--;
         atomic_fetch_sub(&svc->in_flight, 1);
-        slot_fail(s, code, err);
+        slot_fail_retry(s, code, err, retry_ms);
     }
 }
 
@@ -295,6 +306,7 @@ static uint8_t *pack_result(slot *s, size_t *len)
     Sluice__V1__IngestResult res;
     Sluice__V1__IngestResponse ack;
     Google__Rpc__Status status;
+    sl_retry_detail retry;
     uint8_t *buf;
 
     sluice__v1__ingest_result__init(&res);
@@ -307,6 +319,7 @@ static uint8_t *pack_result(slot *s, size_t *len)
         google__rpc__status__init(&status);
         status.code = s->code;
         status.message = (char *)slot_message(s);
+        sl_retry_attach(&status, &retry, s->retry_ms);
         res.outcome_case = SLUICE__V1__INGEST_RESULT__OUTCOME_ERROR;
         res.error = &status;
     }
@@ -385,7 +398,7 @@ static void answer_unary_locked(ingest_call *c)
 
     record_done(c->svc, s);
     if (s->code != 0) {
-        sl_call_status_locked(&c->base, s->code, slot_message(s));
+        sl_call_status_retry_locked(&c->base, s->code, slot_message(s), s->retry_ms);
         return;
     }
     fill_response(&resp, s);
@@ -473,9 +486,10 @@ static void pump_stream_locked(ingest_call *c)
     if (c->reading_done)
         sl_call_status_locked(&c->base, SL_GRPC_OK, "");
     else if (draining)
-        sl_call_status_locked(&c->base, SL_GRPC_UNAVAILABLE,
-                           "server shutting down: every result received is final; resend the "
-                           "records that got none (same ids are safe)");
+        sl_call_status_retry_locked(&c->base, SL_GRPC_UNAVAILABLE,
+                                    "server shutting down: every result received is final; "
+                                    "resend the records that got none (same ids are safe)",
+                                    SL_RETRY_DRAINING_MS);
 }
 
 /* cnats' PubAck thread. */
@@ -490,7 +504,7 @@ static void on_puback(void *closure, const sl_js_ack *ack)
     s->state = SLOT_DONE;
     c->waiting--;
     if (ack->code != 0) {
-        slot_fail(s, ack->code, ack->error);
+        slot_fail_retry(s, ack->code, ack->error, ack->retry_ms);
     } else {
         const char *name = ack->stream ? ack->stream : "";
         s->sequence = ack->sequence;

@@ -429,7 +429,8 @@ def generate_python_stubs(out_dir):
     wkt = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     # grpc.health.v1 comes from grpcio-health-checking (the grpc_health
     # package): generating it here would shadow the grpc package itself.
-    protos = ["sluice/v1/ingest.proto", "google/rpc/status.proto"]
+    protos = ["sluice/v1/ingest.proto", "google/rpc/status.proto",
+              "google/rpc/error_details.proto"]
     rc = protoc.main(["protoc", f"-I{ROOT / 'proto'}", f"-I{wkt}",
                       f"--python_out={out_dir}", f"--grpc_python_out={out_dir}"] + protos)
     if rc != 0:

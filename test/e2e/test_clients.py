@@ -2,8 +2,14 @@
 sluice-ingest and nats-server: each run.sh ingests N records under its own
 idempotency keys, re-sends the first one and gets duplicate=true, and retries
 through a NATS outage without storing anything twice. What the clients print
-is checked against what the stream really holds, read back with nats-py."""
+is checked against what the stream really holds, read back with nats-py.
 
+Then with security on, certificates and tokens made at test time (pki.py):
+TLS with a JWT per call, mTLS with a client certificate, TLS with the
+system's roots; UNAUTHENTICATED and PERMISSION_DENIED are final; a token is
+never sent without TLS."""
+
+import json
 import os
 import re
 import subprocess
@@ -15,6 +21,7 @@ import uuid
 import pytest
 
 import harness
+from pki import Pki, Tokens
 
 CLIENTS = harness.ROOT / "examples" / "clients"
 LANGS = ["python", "go", "node"]
@@ -22,11 +29,12 @@ STREAM = "SLUICE"
 LINE = re.compile(r"^id=(\S+) stream=(\S+) sequence=(\d+) duplicate=(true|false)$")
 
 
-def client_env(addr=None):
+def client_env(addr=None, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
     env["PYTHON"] = sys.executable  # the Python client runs in this interpreter's venv
     if addr:
         env["SLUICE_ADDR"] = addr
+    env.update(extra)
     return env
 
 
@@ -151,3 +159,165 @@ def test_client_retries_through_nats_outage(lang, clients, ingest, nats_server, 
     assert "unavailable" in err.lower(), err
     check_output(out, prefix, n)
     assert run(harness.stream_ids(nats_server.url)) == [f"{prefix}-{i}" for i in range(1, n + 1)]
+
+
+# ---- security: TLS, mTLS, tokens, policy ------------------------------------------------
+
+ISS, AUD = "https://idp.test", "sluice"
+PRINCIPAL = "example-client"  # the sub of the clients' JWTs
+CLIENT_URI = "spiffe://sluice.test/example-client"  # the URI SAN of their certificate
+
+
+@pytest.fixture(scope="module")
+def pki():
+    return Pki()
+
+
+@pytest.fixture(scope="module")
+def tokens(pki):
+    return Tokens(pki)
+
+
+@pytest.fixture
+def tls_jwt_ingest(nats_server, pki, tokens):
+    """sluice-ingest with TLS, ES256 JWTs (issuer and audience checked) and a
+    policy letting the clients' principal write order.* only."""
+    crt, key = pki.server()
+    policy = pki._write("clients-policy.json", json.dumps({PRINCIPAL: ["order.*"]}).encode())
+    svc = harness.Ingest(nats_server.url, f"--tls-cert={crt}", f"--tls-key={key}",
+                         f"--auth-jwt-public-key={tokens.ec_pub}", f"--auth-jwt-issuer={ISS}",
+                         f"--auth-jwt-audience={AUD}", f"--auth-policy={policy}").start()
+    yield svc
+    assert svc.stop() == 0, svc.log()[-3000:]
+
+
+@pytest.fixture
+def mtls_ingest(nats_server, pki):
+    """sluice-ingest requiring client certificates signed by the test CA."""
+    crt, key = pki.server()
+    svc = harness.Ingest(nats_server.url, f"--tls-cert={crt}", f"--tls-key={key}",
+                         f"--tls-client-ca={pki.ca}").start()
+    yield svc
+    assert svc.stop() == 0, svc.log()[-3000:]
+
+
+def token(tokens, sub=PRINCIPAL, **claims):
+    return tokens.jwt(sub, alg="ES256", iss=ISS, aud=AUD, **claims)
+
+
+def client(lang, env, *args):
+    return subprocess.run(["bash", run_sh(lang)] + list(args), env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+async def _stored(url):
+    """The stream's messages; [] when it holds none."""
+    import nats
+    nc = await nats.connect(url)
+    try:
+        empty = (await nc.jetstream().stream_info(STREAM)).state.messages == 0
+    finally:
+        await nc.close()
+    return [] if empty else await harness.stream_messages(url)
+
+
+def stored_ids(run, nats_server):
+    return [m.headers["Nats-Msg-Id"] for m in run(_stored(nats_server.url))]
+
+
+def principals(run, nats_server):
+    return [m.headers.get("Sluice-Principal") for m in run(_stored(nats_server.url))]
+
+
+def assert_final(r, code, *needles):
+    """The client gave up at once: exit 1, nothing on stdout, no retry, the
+    code and why on stderr."""
+    assert r.returncode == 1 and r.stdout == "", f"{r.returncode}\n{r.stdout}\n{r.stderr}"
+    assert "retry" not in r.stderr, r.stderr
+    assert f"giving up: {code}: " in r.stderr and "not retried" in r.stderr, r.stderr
+    for needle in needles:
+        assert needle in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_client_tls_and_jwt(lang, clients, pki, tokens, tls_jwt_ingest, nats_server, run):
+    """SLUICE_CA and SLUICE_TOKEN from the environment: every record stored
+    once, under the token's subject."""
+    prefix = f"{lang}-jwt-{uuid.uuid4().hex[:8]}"
+    env = client_env(f"localhost:{tls_jwt_ingest.port}", SLUICE_CA=pki.ca,
+                     SLUICE_TOKEN=token(tokens))
+    r = client(lang, env, "--count", "3", "--prefix", prefix)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{tls_jwt_ingest.log()[-3000:]}"
+    check_output(r.stdout, prefix, 3)
+    assert run(harness.stream_ids(nats_server.url)) == [f"{prefix}-{i}" for i in range(1, 4)]
+    assert principals(run, nats_server) == [PRINCIPAL] * 3
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_client_unauthenticated_is_final(lang, clients, pki, tokens, tls_jwt_ingest, nats_server,
+                                         run):
+    """Without a token, or with an expired one: UNAUTHENTICATED, no retry."""
+    env = client_env(f"localhost:{tls_jwt_ingest.port}", SLUICE_CA=pki.ca)
+    assert_final(client(lang, env, "--count", "1"), "UNAUTHENTICATED", "missing credentials")
+    env["SLUICE_TOKEN"] = token(tokens, ttl=-3600)
+    assert_final(client(lang, env, "--count", "1"), "UNAUTHENTICATED", "expired")
+    assert env["SLUICE_TOKEN"] not in client(lang, env, "--count", "1").stderr
+    assert stored_ids(run, nats_server) == []
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_client_permission_denied_is_final(lang, clients, pki, tokens, tls_jwt_ingest,
+                                           nats_server, run):
+    """A type the policy does not give the principal: PERMISSION_DENIED, no retry."""
+    env = client_env(f"localhost:{tls_jwt_ingest.port}", SLUICE_CA=pki.ca,
+                     SLUICE_TOKEN=token(tokens))
+    assert_final(client(lang, env, "--count", "2", "--type", "user.created"), "PERMISSION_DENIED",
+                 f'principal "{PRINCIPAL}"', '"user.created"')
+    assert stored_ids(run, nats_server) == []
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_client_mtls(lang, clients, pki, mtls_ingest, nats_server, run):
+    """--ca, --cert and --key as flags: the certificate's URI SAN is the
+    principal. Without a certificate the TLS handshake itself fails, which
+    gRPC reports as UNAVAILABLE (retried, like any connection failure)."""
+    crt, key = pki.issue(f"client-{lang}", "example-client-cn", uris=[CLIENT_URI])
+    prefix = f"{lang}-mtls-{uuid.uuid4().hex[:8]}"
+    env = client_env(f"localhost:{mtls_ingest.port}")
+    r = client(lang, env, "--count", "2", "--prefix", prefix, "--ca", pki.ca, "--cert", crt,
+               "--key", key)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}\n{mtls_ingest.log()[-3000:]}"
+    check_output(r.stdout, prefix, 2)
+    assert principals(run, nats_server) == [CLIENT_URI] * 2
+
+    pause = "50ms" if lang == "go" else "0.05"
+    r = client(lang, env, "--count", "1", "--ca", pki.ca, "--attempts", "2", "--backoff", pause)
+    assert r.returncode == 1 and "giving up: UNAVAILABLE" in r.stderr, r.stderr
+    assert len(stored_ids(run, nats_server)) == 2
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_client_tls_with_system_roots(lang, clients, pki, tokens, tls_jwt_ingest, nats_server,
+                                      run):
+    """--tls without a CA file verifies the server with the runtime's default
+    roots; here the test CA is made one of them the standard way of each
+    runtime (SSL_CERT_FILE for Go and Python, NODE_EXTRA_CA_CERTS for Node),
+    and gRPC's own override of them (GRPC_DEFAULT_SSL_ROOTS_FILE_PATH) is unset."""
+    prefix = f"{lang}-roots-{uuid.uuid4().hex[:8]}"
+    env = client_env(f"localhost:{tls_jwt_ingest.port}", SSL_CERT_FILE=pki.ca,
+                     NODE_EXTRA_CA_CERTS=pki.ca, SLUICE_TOKEN=token(tokens))
+    for var in ("SSL_CERT_DIR", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
+        env.pop(var, None)
+    r = client(lang, env, "--tls", "--count", "1", "--prefix", prefix)
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    check_output(r.stdout, prefix, 1)
+    assert principals(run, nats_server) == [PRINCIPAL]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_client_sends_no_token_without_tls(lang, clients):
+    """A token with a plaintext address: refused before anything is sent."""
+    r = client(lang, client_env("127.0.0.1:1", SLUICE_TOKEN="k-secret-0123456789"),
+               "--count", "1")
+    assert r.returncode == 2 and "only over TLS" in r.stderr, r.stderr
+    assert "k-secret" not in r.stderr

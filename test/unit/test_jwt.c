@@ -64,7 +64,7 @@ static char *token(jwt_alg_t alg, const char *key, size_t key_len, const char *c
     return out;
 }
 
-static bool check(const sl_jwt *j, const char *tok, char *principal, char *why)
+static bool check(sl_jwt *j, const char *tok, char *principal, char *why)
 {
     return sl_jwt_verify(j, tok, NOW, principal, why, 256);
 }
@@ -191,6 +191,28 @@ static void test_bad_keys(void)
     CHECK(sl_jwt_new_pem(rsa.priv, rsa.priv_len, NULL, NULL, err, sizeof(err)) == NULL);
 }
 
+static void test_cache_keeps_time_checks(void)
+{
+    char err[256], why[256], who[SL_PRINCIPAL_MAX];
+    sl_jwt *j = sl_jwt_new_pem(rsa.pub, rsa.pub_len, NULL, NULL, err, sizeof(err));
+    char *t = token(JWT_ALG_RS256, rsa.priv, rsa.priv_len,
+                    "{\"sub\":\"cached\",\"exp\":1800000100,\"nbf\":1799999900}");
+
+    CHECK(sl_jwt_verify(j, t, NOW, who, why, sizeof(why)));
+    CHECK_STR(who, "cached");
+    /* The second time comes from the cache, with the same answer... */
+    memset(who, 0, sizeof(who));
+    CHECK(sl_jwt_verify(j, t, NOW + 10, who, why, sizeof(why)));
+    CHECK_STR(who, "cached");
+    /* ...and the cache does not outlive the token. */
+    CHECK(!sl_jwt_verify(j, t, NOW + 100 + SL_JWT_SKEW_S + 1, who, why, sizeof(why)));
+    CHECK(strstr(why, "expired") != NULL);
+    CHECK(!sl_jwt_verify(j, t, NOW - 100 - SL_JWT_SKEW_S - 1, who, why, sizeof(why)));
+    CHECK(strstr(why, "not valid before") != NULL);
+    free(t);
+    sl_jwt_free(j);
+}
+
 int main(void)
 {
     rsa = keypair_make(EVP_RSA_gen(2048));
@@ -201,6 +223,7 @@ int main(void)
     TEST(test_times_out_of_range);
     TEST(test_forgeries);
     TEST(test_bad_keys);
+    TEST(test_cache_keeps_time_checks);
     keypair_free(&rsa);
     keypair_free(&other_rsa);
     keypair_free(&ec);

@@ -5,19 +5,30 @@
 // or may not be stored) is stored once, and the answer then says
 // duplicate=true with the original sequence. The stubs in gen/ come from
 // proto/ through buf generate (run.sh).
+//
+// Security, from the environment or flags: SLUICE_CA (-ca) turns TLS on and
+// verifies the server with that CA (-tls: with the system's roots instead);
+// SLUICE_CERT / SLUICE_KEY (-cert / -key) present a client certificate
+// (mTLS); SLUICE_TOKEN (-token) goes as "authorization: Bearer <token>" on
+// every call, as per-call credentials that require TLS.
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"time"
 
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
@@ -29,6 +40,76 @@ import (
 // INVALID_ARGUMENT and the rest are final.
 func retryable(c codes.Code) bool {
 	return c == codes.Unavailable || c == codes.DeadlineExceeded || c == codes.ResourceExhausted
+}
+
+// codeName is the canonical name of a status code (UNAVAILABLE), as the
+// other clients and grpcurl print it.
+func codeName(c codes.Code) string { return rpccode.Code(c).String() }
+
+// finalHint says why a code is final, for the two that are about the caller:
+// the same call with the same credentials gets the same answer.
+func finalHint(c codes.Code) string {
+	switch c {
+	case codes.Unauthenticated:
+		return " (not retried: the server did not accept this caller's credentials: " +
+			"check SLUICE_TOKEN, or SLUICE_CERT and SLUICE_KEY)"
+	case codes.PermissionDenied:
+		return " (not retried: the server's policy does not let this caller write records of this type)"
+	}
+	return ""
+}
+
+// bearer is per-call credentials: "authorization: Bearer <token>" on every
+// call, and never over a connection without TLS.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return true }
+
+type security struct {
+	ca, cert, key, token string
+	tls                  bool
+}
+
+// dialOptions: plaintext, or TLS verified with the CA file (or the system's
+// roots) with a client certificate when given, and the token on every call.
+func (s security) dialOptions() ([]grpc.DialOption, error) {
+	if (s.cert == "") != (s.key == "") {
+		return nil, errors.New("-cert (SLUICE_CERT) and -key (SLUICE_KEY) go together")
+	}
+	if !s.tls && s.ca == "" && s.cert == "" {
+		if s.token != "" {
+			return nil, errors.New("a token is sent only over TLS: set SLUICE_CA (-ca) to the CA " +
+				"of the server's certificate, or -tls for the system roots")
+		}
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12} // RootCAs nil: the system's roots
+	if s.ca != "" {
+		pem, err := os.ReadFile(s.ca)
+		if err != nil {
+			return nil, fmt.Errorf("-ca: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca: %s: no PEM certificate in it", s.ca)
+		}
+	}
+	if s.cert != "" {
+		pair, err := tls.LoadX509KeyPair(s.cert, s.key)
+		if err != nil {
+			return nil, fmt.Errorf("-cert/-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	if s.token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(s.token)))
+	}
+	return opts, nil
 }
 
 type options struct {
@@ -50,7 +131,7 @@ func ingest(client sluicev1.IngestServiceClient, rec *sluicev1.Record, o options
 		}
 		pause := time.Duration(float64(backoff) * (0.5 + rand.Float64()/2))
 		fmt.Fprintf(os.Stderr, "retry id=%s attempt=%d code=%s wait=%s: %s\n",
-			rec.Id, attempt, code, pause.Round(time.Millisecond), status.Convert(err).Message())
+			rec.Id, attempt, codeName(code), pause.Round(time.Millisecond), status.Convert(err).Message())
 		time.Sleep(pause)
 		backoff = min(backoff*2, o.maxBackoff)
 	}
@@ -74,9 +155,23 @@ func main() {
 	flag.IntVar(&o.attempts, "attempts", 10, "tries per record")
 	flag.DurationVar(&o.backoff, "backoff", 200*time.Millisecond, "first backoff")
 	flag.DurationVar(&o.maxBackoff, "max-backoff", 3*time.Second, "largest backoff")
+	var sec security
+	flag.StringVar(&sec.ca, "ca", os.Getenv("SLUICE_CA"),
+		"PEM of the CA that signed the server's certificate: TLS (env SLUICE_CA)")
+	flag.BoolVar(&sec.tls, "tls", false, "TLS with the system's roots")
+	flag.StringVar(&sec.cert, "cert", os.Getenv("SLUICE_CERT"),
+		"PEM client certificate, for mTLS (env SLUICE_CERT)")
+	flag.StringVar(&sec.key, "key", os.Getenv("SLUICE_KEY"), "PEM key of -cert (env SLUICE_KEY)")
+	flag.StringVar(&sec.token, "token", os.Getenv("SLUICE_TOKEN"),
+		"bearer token (JWT or API key) for every call (env SLUICE_TOKEN)")
 	flag.Parse()
 
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dial, err := sec.dialOptions()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingest-client:", err)
+		os.Exit(2)
+	}
+	conn, err := grpc.NewClient(addr, dial...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "giving up:", err)
 		os.Exit(1)
@@ -99,7 +194,8 @@ func main() {
 		resp, err := ingest(client, rec, o)
 		if err != nil {
 			st := status.Convert(err)
-			fmt.Fprintf(os.Stderr, "giving up: %s: %s\n", st.Code(), st.Message())
+			fmt.Fprintf(os.Stderr, "giving up: %s: %s%s\n", codeName(st.Code()), st.Message(),
+				finalHint(st.Code()))
 			os.Exit(1)
 		}
 		show(resp)

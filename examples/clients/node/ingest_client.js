@@ -5,8 +5,17 @@
 // or may not be stored) is stored once, and the answer then says
 // duplicate=true with the original sequence. The API is loaded from proto/ at
 // run time with @grpc/proto-loader.
+//
+// Security, from the environment or flags: SLUICE_CA (--ca) turns TLS on and
+// verifies the server with that CA (--tls: with Node's default roots instead,
+// which NODE_EXTRA_CA_CERTS extends and `node --use-openssl-ca` replaces with
+// the system's); SLUICE_CERT / SLUICE_KEY (--cert / --key) present a client
+// certificate (mTLS); SLUICE_TOKEN (--token) goes as
+// `authorization: Bearer <token>` on every call, as per-call credentials,
+// which grpc-js combines with TLS credentials only.
 'use strict';
 
+const fs = require('node:fs');
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { setTimeout: sleep } = require('node:timers/promises');
@@ -19,6 +28,49 @@ const PROTO_DIR = path.resolve(__dirname, '../../../proto');
 // too many records in flight, so back off. INVALID_ARGUMENT and the rest are final.
 const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED,
   grpc.status.RESOURCE_EXHAUSTED]);
+
+// Final like every code outside RETRYABLE, and said plainly: the same call with
+// the same credentials gets the same answer.
+const FINAL_HINTS = {
+  [grpc.status.UNAUTHENTICATED]: 'not retried: the server did not accept this caller\'s ' +
+    'credentials: check SLUICE_TOKEN, or SLUICE_CERT and SLUICE_KEY',
+  [grpc.status.PERMISSION_DENIED]: 'not retried: the server\'s policy does not let this caller ' +
+    'write records of this type',
+};
+
+class UsageError extends Error {}
+
+function read(file, what) {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new UsageError(`${what}: ${file}: ${err.code || err.message}`);
+  }
+}
+
+// Plaintext, or TLS verified with the CA file (or the default roots) with a
+// client certificate when given, and the token on every call.
+function channelCredentials(a) {
+  if (!a.cert !== !a.key) {
+    throw new UsageError('--cert (SLUICE_CERT) and --key (SLUICE_KEY) go together');
+  }
+  if (!a.tls && !a.ca && !a.cert) {
+    if (a.token) {
+      throw new UsageError('a token is sent only over TLS: set SLUICE_CA (--ca) to the CA of ' +
+        'the server\'s certificate, or --tls for the default roots');
+    }
+    return grpc.credentials.createInsecure();
+  }
+  const tls = grpc.credentials.createSsl(a.ca ? read(a.ca, '--ca') : null,
+    a.key ? read(a.key, '--key') : null, a.cert ? read(a.cert, '--cert') : null);
+  if (!a.token) return tls;
+  const bearer = grpc.credentials.createFromMetadataGenerator((_params, done) => {
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${a.token}`);
+    done(null, md);
+  });
+  return grpc.credentials.combineChannelCredentials(tls, bearer);
+}
 
 function loadApi() {
   const def = protoLoader.loadSync('sluice/v1/ingest.proto', {
@@ -68,12 +120,26 @@ async function main() {
       attempts: { type: 'string', default: '10' },      // tries per record
       backoff: { type: 'string', default: '0.2' },      // first backoff, seconds
       'max-backoff': { type: 'string', default: '3' },
+      ca: { type: 'string', default: process.env.SLUICE_CA || '' },     // CA of the server: TLS
+      tls: { type: 'boolean', default: false },                         // TLS, default roots
+      cert: { type: 'string', default: process.env.SLUICE_CERT || '' }, // client certificate
+      key: { type: 'string', default: process.env.SLUICE_KEY || '' },
+      token: { type: 'string', default: process.env.SLUICE_TOKEN || '' }, // bearer token
     },
   });
   const opts = { timeout: a.timeout * 1000, attempts: +a.attempts, backoff: a.backoff * 1000,
     maxBackoff: a['max-backoff'] * 1000 };
+  let creds;
+  try {
+    creds = channelCredentials(a);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`ingest_client: ${err.message}`);
+    process.exitCode = 2;
+    return;
+  }
   const { IngestService } = loadApi();
-  const client = new IngestService(a.addr, grpc.credentials.createInsecure());
+  const client = new IngestService(a.addr, creds);
 
   const records = [];
   for (let i = 1; i <= +a.count; i++) {
@@ -87,7 +153,9 @@ async function main() {
   try {
     for (const rec of records) show(await ingest(client, rec, opts));
   } catch (err) {
-    console.error(`giving up: ${grpc.status[err.code] ?? err.code}: ${err.details ?? err.message}`);
+    const hint = FINAL_HINTS[err.code];
+    console.error(`giving up: ${grpc.status[err.code] ?? err.code}: ${err.details ?? err.message}` +
+      (hint ? ` (${hint})` : ''));
     process.exitCode = 1;
   } finally {
     client.close();

@@ -4,6 +4,12 @@
 Record.id is the idempotency key: a retry after UNAVAILABLE (the record may or
 may not be stored) is stored once, and the answer then says duplicate=true with
 the original sequence. Stubs come from generate.sh (run.sh calls it).
+
+Security, from the environment or flags: SLUICE_CA (--ca) turns TLS on and
+verifies the server with that CA (--tls: with the system's roots instead);
+SLUICE_CERT / SLUICE_KEY (--cert / --key) present a client certificate (mTLS);
+SLUICE_TOKEN (--token) goes as `authorization: Bearer <token>` on every call,
+as per-call credentials, which gRPC sends over TLS only.
 """
 
 import argparse
@@ -11,6 +17,7 @@ import json
 import os
 import pathlib
 import random
+import ssl
 import sys
 import time
 
@@ -23,6 +30,20 @@ from sluice.v1 import ingest_pb2, ingest_pb2_grpc  # noqa: E402
 # too many records in flight, so back off. INVALID_ARGUMENT and the rest: give up.
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
              grpc.StatusCode.RESOURCE_EXHAUSTED}
+
+# Final like every code outside RETRYABLE, and said plainly: the same call with
+# the same credentials gets the same answer.
+FINAL_HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED:
+        "not retried: the server did not accept this caller's credentials: "
+        "check SLUICE_TOKEN, or SLUICE_CERT and SLUICE_KEY",
+    grpc.StatusCode.PERMISSION_DENIED:
+        "not retried: the server's policy does not let this caller write records of this type",
+}
+
+
+class UsageError(Exception):
+    pass
 
 
 def ingest(stub, record, args):
@@ -42,14 +63,50 @@ def ingest(stub, record, args):
             backoff = min(backoff * 2, args.max_backoff)
 
 
+def read(path, what):
+    try:
+        return pathlib.Path(path).read_bytes()
+    except OSError as e:
+        raise UsageError(f"{what}: {path}: {e.strerror}")
+
+
+def system_roots():
+    """The system's CA bundle (OpenSSL's default file, or SSL_CERT_FILE); None
+    leaves grpcio to its own default roots."""
+    cafile = ssl.get_default_verify_paths().cafile
+    return read(cafile, "system roots") if cafile else None
+
+
+def open_channel(args):
+    """A plaintext channel, or with --ca / --tls / a client certificate a TLS one;
+    the token rides on every call as per-call credentials."""
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert (SLUICE_CERT) and --key (SLUICE_KEY) go together")
+    tls = args.tls or bool(args.ca) or bool(args.cert)
+    if not tls:
+        if args.token:
+            raise UsageError("a token is sent only over TLS: set SLUICE_CA (--ca) to the CA "
+                             "of the server's certificate, or --tls for the system roots")
+        return grpc.insecure_channel(args.addr)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=read(args.ca, "--ca") if args.ca else system_roots(),
+        private_key=read(args.key, "--key") if args.key else None,
+        certificate_chain=read(args.cert, "--cert") if args.cert else None)
+    if args.token:  # authorization: Bearer <token>, on every call
+        creds = grpc.composite_channel_credentials(
+            creds, grpc.access_token_call_credentials(args.token))
+    return grpc.secure_channel(args.addr, creds)
+
+
 def show(resp):
     print(f"id={resp.id} stream={resp.stream} sequence={resp.sequence} "
           f"duplicate={str(resp.duplicate).lower()}", flush=True)
 
 
 def main():
+    env = os.environ.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--addr", default=os.environ.get("SLUICE_ADDR", "127.0.0.1:50051"))
+    p.add_argument("--addr", default=env("SLUICE_ADDR", "127.0.0.1:50051"))
     p.add_argument("--count", type=int, default=3, help="records to ingest")
     p.add_argument("--prefix", default="order", help="ids are <prefix>-<i>")
     p.add_argument("--type", default="order.created")
@@ -57,6 +114,15 @@ def main():
     p.add_argument("--attempts", type=int, default=10, help="tries per record")
     p.add_argument("--backoff", type=float, default=0.2, help="first backoff, seconds")
     p.add_argument("--max-backoff", type=float, default=3.0)
+    p.add_argument("--ca", default=env("SLUICE_CA", ""),
+                   help="PEM of the CA that signed the server's certificate: TLS (env SLUICE_CA)")
+    p.add_argument("--tls", action="store_true", help="TLS with the system's roots")
+    p.add_argument("--cert", default=env("SLUICE_CERT", ""),
+                   help="PEM client certificate, for mTLS (env SLUICE_CERT)")
+    p.add_argument("--key", default=env("SLUICE_KEY", ""),
+                   help="PEM key of --cert (env SLUICE_KEY)")
+    p.add_argument("--token", default=env("SLUICE_TOKEN", ""),
+                   help="bearer token (JWT or API key) for every call (env SLUICE_TOKEN)")
     args = p.parse_args()
 
     records = [
@@ -66,7 +132,12 @@ def main():
             attributes={"source": "python-example"})
         for i in range(1, args.count + 1)
     ]
-    with grpc.insecure_channel(args.addr) as channel:
+    try:
+        channel = open_channel(args)
+    except UsageError as e:
+        print(f"ingest_client: {e}", file=sys.stderr)
+        return 2
+    with channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         try:
             for rec in records:
@@ -74,7 +145,9 @@ def main():
             if records:  # the same id again: stored once, answered duplicate=true
                 show(ingest(stub, records[0], args))
         except grpc.RpcError as err:
-            print(f"giving up: {err.code().name}: {err.details()}", file=sys.stderr)
+            hint = FINAL_HINTS.get(err.code())
+            print(f"giving up: {err.code().name}: {err.details()}"
+                  + (f" ({hint})" if hint else ""), file=sys.stderr)
             return 1
     return 0
 
