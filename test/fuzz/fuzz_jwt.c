@@ -86,7 +86,7 @@ static void claims_of(const char *token, char **sub, double *exp, bool *has_exp)
     jwt_free(jwt);
 }
 
-static void verify(const sl_jwt *j, const char *token, int mode)
+static void verify(sl_jwt *j, const char *token, int mode)
 {
     char principal[SL_PRINCIPAL_MAX], why[512] = "", *sub = NULL;
     const char *sig = strrchr(token, '.');
