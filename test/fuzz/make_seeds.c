@@ -219,6 +219,7 @@ static void delivery_seeds(void)
     record text = make_record("t-1", "text.out", "{\"s\":\"\xc3\xa9t\xc3\xa9\"}");
     record none = make_record("n-1", "none.out", "{}");
     record no_id = make_record("", "order.paid", "{\"n\":1}");
+    Google__Protobuf__Timestamp far = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
     const char *all = "Nats-Msg-Id: o-1\r\nSluice-Type: order.created\r\nSluice-Key: c-7\r\n"
                       "Sluice-Received-At: 2025-12-02T10:06:40.123456789Z\r\n"
                       "Sluice-Principal: billing-svc\r\n"
@@ -237,6 +238,18 @@ static void delivery_seeds(void)
     delivery_seed("id-from-header", "order.paid", "Nats-Msg-Id: p-9\r\n", &no_id);
     delivery_seed("no-headers", "order.created", NULL, &order);
     delivery_seed("no-id", "order.paid", "Sluice-Type: order.paid\r\n", &no_id);
+
+    /* what fuzz_delivery found, kept as seeds so that make test replays it */
+    far.seconds = 6004146572364790320LL;
+    text.event_time = &far;
+    delivery_seed("regress-event-time-overflow", "text.out", "Nats-Msg-Id: t-1\r\n", &text);
+    delivery_seed("regress-headers-not-utf8", "order.created",
+                  "Nats-Msg-Id: o-1\r\nSluice-Principal: billing-\xff\r\ntraceparent: \xc2"
+                  "d1\r\n",
+                  &order);
+    none.payload.len = 0;
+    none.payload.data = NULL;
+    delivery_seed("regress-empty-payload", "none.out", "Nats-Msg-Id: n-1\r\n", &none);
 }
 
 static void pull_status_seeds(void)
