@@ -56,6 +56,9 @@ static bool rule_compile(transform_rules *r, rule *ru, const char *origin, char 
     }
     r->jq_error[0] = '\0';
     jq_set_error_cb(ru->jq, on_jq_error, r);
+    /* no module search path: an import is a clean "module not found",
+     * where libjq 1.6 without one fails an assertion */
+    jq_set_attr(ru->jq, jv_string("JQ_LIBRARY_PATH"), jv_array());
     if (jq_compile(ru->jq, ru->program))
         return true;
     snprintf(err, errlen, "rules file %s: jq program for \"%s\" does not compile: %s", origin,

@@ -12,7 +12,8 @@
  * a type no key matches is stored as sent. The file is read with libbson,
  * which keeps keys in file order (a jv object would not). Every program is
  * compiled once, at load; one that does not compile makes the load fail
- * with the file, the pattern and jq's message.
+ * with the file, the pattern and jq's message. Programs import no modules
+ * (jq's library path is empty).
  *
  * Running. A program gets the payload (a JSON object) as input and must
  * produce exactly one JSON object; anything else (payload not an object,

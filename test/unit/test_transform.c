@@ -212,6 +212,23 @@ static void test_bad_rules_files(void)
     CHECK_STR(err, "rules file /nonexistent/rules.json: No such file or directory");
 }
 
+/* A program that imports a module is refused with jq's message: libjq
+ * aborted the process in an assertion (jv_array_concat) when it looked for
+ * the module without a library path set. Rules load no modules. Found by
+ * fuzz_transform_rules, on a seed. */
+static void test_rules_import_refused(void)
+{
+    const char *programs[] = {"{\"a\": \"import \\\"m\\\" as m; .\"}",
+                              "{\"a\": \"include \\\"m\\\"; .\"}",
+                              "{\"a\": \"import \\\"m\\\" as $m; .\"}"};
+
+    for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
+        CHECK(rules(programs[i]) == NULL);
+        CHECK(strstr(err, "does not compile") != NULL);
+        CHECK(strstr(err, "module not found: m") != NULL);
+    }
+}
+
 /* The rules text is bounded by its length, not by a NUL: blanks up to the
  * end of the buffer are not followed into the next page. Found by
  * fuzz_transform_rules (AddressSanitizer: heap-buffer-overflow in strspn). */
@@ -494,6 +511,7 @@ int main(void)
     TEST(test_compile_error_names_file);
     TEST(test_bad_rules_files);
     TEST(test_rules_text_bounded_by_length);
+    TEST(test_rules_import_refused);
     TEST(test_jv_to_bson);
     TEST(test_jv_special_numbers);
     TEST(test_jv_too_deep);
