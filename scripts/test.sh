@@ -2,8 +2,10 @@
 # The test command (make test, and CI): installs what is missing, builds, then
 #   1. C unit tests (CTest) and end-to-end tests (pytest) on the normal build;
 #   2. the same again on an AddressSanitizer + UndefinedBehaviorSanitizer build;
-#   3. the Kubernetes manifests rendered and validated offline;
-#   4. buf lint on proto/.
+#   3. every libFuzzer harness once over its committed seeds (test/fuzz/corpus:
+#      examples, and every input a harness ever failed on);
+#   4. the Kubernetes manifests rendered and validated offline;
+#   5. buf lint on proto/.
 # Every test starts and stops the servers it needs (nats-server, FerretDB) on
 # free loopback ports. Exits non-zero on the first failing stage; the last
 # line sums up the stages.
@@ -45,6 +47,10 @@ if [ "${SLUICE_TEST_SANITIZE:-1}" = 1 ]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   export LSAN_OPTIONS="suppressions=$root/test/lsan.supp:print_suppressions=0"
   stage "unit + end-to-end (ASan+UBSan build)" run_suite "$root/build-asan"
+fi
+
+if [ "${SLUICE_TEST_FUZZ:-1}" = 1 ]; then
+  stage "fuzz harnesses over their seeds" env FUZZ_REGRESSION=1 bash scripts/fuzz.sh
 fi
 
 if [ -f deploy/k8s/check.sh ]; then
