@@ -13,7 +13,9 @@
 #   FUZZ_ARGS=...       more libFuzzer flags for every harness
 #
 # Each harness fuzzes build-fuzz/corpus/<name>/ (kept between runs, so a
-# second run goes on where the first stopped) on top of its committed seeds,
+# second run goes on where the first stopped) on top of its committed seeds
+# (test/fuzz/corpus/<name>/, only read), with the LeakSanitizer suppressions
+# of test/fuzz/lsan.supp and test/fuzz/fuzz_<name>.supp,
 # writes what it finds to build-fuzz/crashes/<name>/ and its output to
 # build-fuzz/logs/<name>.log. Exits non-zero when a harness found a crash, a
 # sanitizer report, a leak or a broken oracle.
@@ -47,7 +49,6 @@ else
 fi
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}"
-export LSAN_OPTIONS="suppressions=$root/test/fuzz/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1}"
 mkdir -p "$build/logs"
 
@@ -55,7 +56,12 @@ mkdir -p "$build/logs"
 run_one() {
   local name=$1 bin="$build/test/fuzz/fuzz_$1" seeds="$root/test/fuzz/corpus/$1"
   local log="$build/logs/$name.log" crashes="$build/crashes/$name" work="$build/corpus/$name"
+  local supp="$build/logs/$name.supp"
   mkdir -p "$crashes" "$work" "$seeds"
+  # LeakSanitizer: the shared suppressions, and the harness's own if any
+  cat "$root/test/fuzz/lsan.supp" > "$supp"
+  [ -f "$root/test/fuzz/fuzz_$name.supp" ] && cat "$root/test/fuzz/fuzz_$name.supp" >> "$supp"
+  export LSAN_OPTIONS="suppressions=$supp:print_suppressions=0"
   if [ "$regression" = 1 ]; then
     # every committed seed once; -runs=0: no mutation after them
     "$bin" -runs=0 -print_final_stats=1 -timeout=30 -artifact_prefix="$crashes/" ${FUZZ_ARGS:-} \
