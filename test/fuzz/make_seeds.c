@@ -6,8 +6,10 @@
  *
  *     build-fuzz/test/fuzz/fuzz-make-seeds test/fuzz/corpus
  *
- * Every file is written again on each run, with the same bytes: the seeds
- * are the product's current encoding of the same examples. */
+ * Every file is written again on each run, with the same bytes (but the
+ * tokens: an ECDSA signature differs each time, the token means the same):
+ * the seeds are the product's current encoding of the same examples. */
+#include <bson/bson.h>
 #include <errno.h>
 #include <jwt.h>
 #include <stdio.h>
@@ -367,6 +369,46 @@ static void jwt_seeds(void)
     jwt_seed("token-not-a-jwt", 0, "an-api-key-0123456789");
 }
 
+/* ---- MongoDB replies ------------------------------------------------------------ */
+
+/* A fuzz_mongo_reply seed: the batch size (n - 1), then the reply as BSON. */
+static void mongo_reply_seed(const char *name, int n, const char *json)
+{
+    bson_error_t error;
+    bson_t *reply = bson_new_from_json((const uint8_t *)json, -1, &error);
+    bytes b = {0};
+    uint8_t count = (uint8_t)(n - 1);
+
+    if (reply == NULL) {
+        fprintf(stderr, "%s: %s\n", name, error.message);
+        exit(1);
+    }
+    put(&b, &count, 1);
+    put(&b, bson_get_data(reply), reply->len);
+    write_file("mongo_reply", name, b.p, b.n);
+    free(b.p);
+    bson_destroy(reply);
+}
+
+static void mongo_reply_seeds(void)
+{
+    mongo_reply_seed("all-inserted", 3, "{\"nInserted\": 3, \"nMatched\": 0}");
+    mongo_reply_seed("one-duplicate", 3,
+                     "{\"nInserted\": 2, \"writeErrors\": [{\"index\": 1, \"code\": 11000, "
+                     "\"errmsg\": \"E11000 duplicate key error\"}]}");
+    mongo_reply_seed(
+        "refused-and-retry", 4,
+        "{\"nInserted\": 2, \"writeErrors\": [{\"index\": 0, \"code\": 2, \"errmsg\": "
+        "\"bad value\"}, {\"index\": 3, \"code\": 91, \"errmsg\": \"shutting down\"}]}");
+    mongo_reply_seed("write-concern-error", 2,
+                     "{\"nInserted\": 2, \"writeConcernErrors\": [{\"code\": 64, \"errmsg\": "
+                     "\"waiting for replication timed out\"}]}");
+    mongo_reply_seed("not-accounted", 3, "{\"nInserted\": 1, \"writeErrors\": []}");
+    mongo_reply_seed("regress-repeated-index", 3,
+                     "{\"nInserted\": 1, \"writeErrors\": [{\"index\": 0, \"code\": 2}, "
+                     "{\"index\": 0, \"code\": 2}]}");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -385,5 +427,6 @@ int main(int argc, char **argv)
     pull_status_seeds();
     reflection_seeds();
     jwt_seeds();
+    mongo_reply_seeds();
     return 0;
 }
