@@ -333,7 +333,9 @@ static void outcome_set(sl_mongo_outcome *o, int32_t code, const char *msg)
     snprintf(o->error, sizeof(o->error), "%s", msg != NULL ? msg : "");
 }
 
-/* Reads one writeErrors entry; false when it is malformed. */
+/* Reads one writeErrors entry; false when it is malformed or names a
+ * document an earlier entry named (the reply would then not account for
+ * every document). */
 static bool write_error_apply(const bson_t *entry, size_t n, sl_mongo_outcome *out)
 {
     bson_iter_t it;
@@ -347,7 +349,7 @@ static bool write_error_apply(const bson_t *entry, size_t n, sl_mongo_outcome *o
         code = (int32_t)bson_iter_as_int64(&it);
     if (bson_iter_init_find(&it, entry, "errmsg") && BSON_ITER_HOLDS_UTF8(&it))
         msg = bson_iter_utf8(&it, NULL);
-    if (index < 0 || (size_t)index >= n || code == 0)
+    if (index < 0 || (size_t)index >= n || code == 0 || out[index].code != 0)
         return false;
     outcome_set(&out[index], code, msg);
     return true;

@@ -145,6 +145,20 @@ static void test_reply_not_accounted_is_whole_batch_failure(void)
     bson_destroy(r);
 }
 
+/* A reply naming one document twice in writeErrors does not account for
+ * the batch: with nInserted it added up to the batch's size, and a document
+ * the server never stored was counted as stored, then acknowledged. Found
+ * by fuzz_mongo_reply. */
+static void test_reply_repeated_index_is_whole_batch_failure(void)
+{
+    sl_mongo_outcome out[3];
+    bson_t *r = reply("{\"nInserted\": 1, \"writeErrors\": [{\"index\": 0, \"code\": 2}, "
+                      "{\"index\": 0, \"code\": 2}]}");
+    CHECK(r != NULL);
+    CHECK(!sl_mongo_reply_outcomes(r, 3, out));
+    bson_destroy(r);
+}
+
 static void test_mongo_open_rejects_bad_uri(void)
 {
     sl_mongo_config mc = {"postgres://x", "test", 1000};
@@ -266,6 +280,7 @@ int main(void)
     TEST(test_reply_all_inserted);
     TEST(test_reply_duplicates_are_stored);
     TEST(test_reply_not_accounted_is_whole_batch_failure);
+    TEST(test_reply_repeated_index_is_whole_batch_failure);
     TEST(test_mongo_open_rejects_bad_uri);
     TEST(test_mongo_uri_errors_hide_secrets);
     TEST(test_mongo_database_from_uri);
