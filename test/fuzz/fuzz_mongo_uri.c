@@ -2,11 +2,12 @@
  * at start (sl_mongo_uri_check, libmongoc's URI parser underneath).
  *
  * Oracle: neither the error line for a URI that does not parse nor what
- * libmongoc logs while reading one holds its secrets (both reach stderr,
- * and the design keeps secrets out of logs): the password of the userinfo (after "://", between the
- * first ':' and the last '@' before the hosts end) and the value of tlsCertificateKeyFilePassword:
- * with a secret of letters and digits replaced by another, the error must not show the first more
- * often. */
+ * libmongoc logs while reading a URI holds its secrets (both reach stderr,
+ * and the design keeps secrets out of logs): the password of the userinfo
+ * (after "://", between the first ':' and the last '@' before the hosts
+ * end) and the value of tlsCertificateKeyFilePassword. With a secret of
+ * letters and digits replaced by another, the error and the log must not
+ * show the first more often. */
 #include <ctype.h>
 #include <mongoc/mongoc.h>
 
