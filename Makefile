@@ -3,7 +3,7 @@
 #               SLUICE_SECURE=1 make up: the same with TLS, JWTs, API keys and a policy
 #               (credentials made in .run/secure/), SLUICE_SECURE=mtls: and client certificates
 #   make test   install what is missing, build, and run every test (also under ASan/UBSan)
-.PHONY: up test test-fast build bench demo k8s fuzz clean
+.PHONY: up test test-fast test-faults build bench demo k8s fuzz clean
 
 up:
 	bash scripts/run-local.sh
@@ -14,6 +14,10 @@ test:
 # Unit and end-to-end tests on the normal build only.
 test-fast:
 	SLUICE_TEST_SANITIZE=0 bash scripts/test.sh
+
+# The fault suite in full (docs/faults.md); make test runs its short form.
+test-faults:
+	bash scripts/test-faults.sh
 
 build:
 	bash scripts/setup.sh

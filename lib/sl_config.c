@@ -11,6 +11,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sl_file.h"
+
 typedef struct unit {
     const char *suffix;
     int64_t factor;
@@ -227,4 +229,32 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
     }
     free(longs);
     return res;
+}
+
+/* ---- secrets from files ------------------------------------------------- */
+
+bool sl_config_read_file(const char *what, const char *path, char **out, char *err, size_t errlen)
+{
+    char why[512];
+    size_t len = 0;
+    char *buf = sl_file_read(path, SL_CONFIG_FILE_MAX, &len, why, sizeof(why));
+
+    *out = NULL;
+    if (buf == NULL) {
+        snprintf(err, errlen, "cannot read %s %s", what, why);
+        return false;
+    }
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        buf[--len] = '\0';
+    if (len == 0)
+        snprintf(err, errlen, "%s %s: the file is empty", what, path);
+    else if (memchr(buf, '\0', len) != NULL)
+        snprintf(err, errlen, "%s %s: the file holds a NUL byte", what, path);
+    else {
+        *out = buf;
+        return true;
+    }
+    explicit_bzero(buf, len); /* a secret, even when refused */
+    free(buf);
+    return false;
 }

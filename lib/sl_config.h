@@ -15,7 +15,13 @@
  * Durations accept "250ms", "5s", "2m", "1h", "7d" (a bare number is
  * milliseconds) and are stored as milliseconds; sizes accept "512", "64KiB",
  * "8MiB", "1GiB" and are stored as bytes. A boolean flag given alone
- * (--stream-discard-new) means true; --flag=false turns it off. */
+ * (--stream-discard-new) means true; --flag=false turns it off.
+ *
+ * Secrets as files. A secret such as MONGODB_URI may also be given as a
+ * file (MONGODB_URI_FILE, a mounted Kubernetes Secret): the table holds the
+ * path as a plain string option, and the service reads it once at start
+ * with sl_config_read_file, which returns its own copy (the one allocation
+ * here, the caller's to free). */
 #ifndef SL_CONFIG_H
 #define SL_CONFIG_H
 
@@ -56,5 +62,16 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
 bool sl_config_parse_duration(const char *text, int64_t *ms);
 bool sl_config_parse_size(const char *text, int64_t *bytes);
 bool sl_config_parse_bool(const char *text, bool *out);
+
+/* The longest secret file sl_config_read_file takes. */
+#define SL_CONFIG_FILE_MAX (64 * 1024)
+
+/* Reads the file at path (sl_file_read) into *out (allocated; the caller
+ * frees it), with trailing newlines ("\n", "\r\n") removed, as a Secret file
+ * usually ends with one. Returns false, *out NULL, and err one line naming
+ * what (e.g. "--mongodb-uri-file (MONGODB_URI_FILE)") and path, never the
+ * content, when the file cannot be read, is empty, larger than
+ * SL_CONFIG_FILE_MAX or holds a NUL byte. */
+bool sl_config_read_file(const char *what, const char *path, char **out, char *err, size_t errlen);
 
 #endif

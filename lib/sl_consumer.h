@@ -54,13 +54,19 @@
 #include "sl_dlq.h"
 #include "sl_metrics.h"
 #include "sl_mongo.h"
+#include "sl_nats.h"
 #include "sluice/v1/ingest.pb-c.h"
 
 /* The settings both services share, filled by sl_config from the table that
- * sl_consumer_options writes. Strings live as long as the process. */
+ * sl_consumer_options writes. Strings live as long as the process, except
+ * what sl_consumer_settings_check reads from files (the NATS settings' and
+ * mongodb_uri_owned), which sl_consumer_settings_free releases. */
 typedef struct sl_consumer_settings {
-    const char *nats_url;
+    sl_nats_settings nats; /* NATS_URL, NATS_CREDS, NATS_NKEY, NATS_CA, ... */
     const char *mongodb_uri;
+    const char *mongodb_uri_file; /* MONGODB_URI_FILE: the URI from a file */
+    bool mongodb_uri_given, mongodb_uri_file_given;
+    char *mongodb_uri_owned; /* the file's content; mongodb_uri points at it */
     const char *stream;
     const char *consumer;
     const char *replay_from_time; /* "" = no replay by time */
@@ -76,7 +82,7 @@ typedef struct sl_consumer_settings {
     int64_t replay_from_ns;  /* replay_from_time parsed by sl_consumer_settings_check */
 } sl_consumer_settings;
 
-#define SL_CONSUMER_NOPTIONS 14
+#define SL_CONSUMER_NOPTIONS (14 + SL_NATS_NOPTIONS)
 
 /* Writes the SL_CONSUMER_NOPTIONS shared options into opts, pointing at s;
  * the service adds its own and the terminating {0} after them.
@@ -85,9 +91,15 @@ typedef struct sl_consumer_settings {
 void sl_consumer_options(sl_option *opts, sl_consumer_settings *s, const char *consumer_default,
                          const char *metrics_default);
 
-/* Checks what the option table cannot: names, the replay settings (at most
- * one, time in RFC 3339). Returns false with err set to one line. */
+/* Checks what the option table cannot: the NATS settings, the MongoDB URI
+ * (read from MONGODB_URI_FILE when given), names, the replay settings (at
+ * most one, time in RFC 3339). Returns false with err set to one line.
+ * What it read from files stays, also after a failure, until
+ * sl_consumer_settings_free. */
 bool sl_consumer_settings_check(sl_consumer_settings *s, char *err, size_t errlen);
+
+/* Releases what sl_consumer_settings_check read from files. */
+void sl_consumer_settings_free(sl_consumer_settings *s);
 
 /* The name of the consumer to bind: the durable, or its replay variant.
  * Writes at most len bytes into out. */

@@ -82,7 +82,7 @@ int sl_consumer_main(const sl_consumer_config *cfg)
         fprintf(stderr, "%s: %s\n", cfg->service, err);
     sl_consumer_free(c);
     sl_mongo_close(mongo);
-    nats_Close();
+    sl_nats_close();
     sl_metrics_free_all();
     return rc;
 }

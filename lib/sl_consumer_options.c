@@ -20,25 +20,27 @@ void sl_consumer_options(sl_option *o, sl_consumer_settings *s, const char *cons
 {
     size_t i = 0;
 
+    sl_nats_options(o, &s->nats);
+    i += SL_NATS_NOPTIONS;
     /* clang-format off: one option per entry reads better than one field per line */
-    o[i++] = (sl_option){"nats-url",
-                         "NATS_URL",
-                         SL_OPT_STRING,
-                         "nats://127.0.0.1:4222",
-                         "NATS server URL(s), comma-separated",
-                         &s->nats_url,
-                         0,
-                         0,
-                         NULL};
     o[i++] = (sl_option){"mongodb-uri",
                          "MONGODB_URI",
                          SL_OPT_STRING,
                          "mongodb://127.0.0.1:27017/sluice",
-                         "MongoDB URI; the database is its path",
+                         "MongoDB URI (database: its path; TLS and credentials: its options)",
                          &s->mongodb_uri,
                          0,
                          0,
-                         NULL};
+                         &s->mongodb_uri_given};
+    o[i++] = (sl_option){"mongodb-uri-file",
+                         "MONGODB_URI_FILE",
+                         SL_OPT_STRING,
+                         "",
+                         "file holding MONGODB_URI (e.g. a Kubernetes Secret), read once at start",
+                         &s->mongodb_uri_file,
+                         0,
+                         0,
+                         &s->mongodb_uri_file_given};
     o[i++] = (sl_option){"stream",
                          "SLUICE_STREAM",
                          SL_OPT_STRING,
@@ -157,24 +159,43 @@ static bool js_name_valid(const char *name, size_t max)
     return n > 0 && n <= max && strpbrk(name, " \t\r\n.*>/\\") == NULL;
 }
 
-static bool nats_url_check(const char *url, char *err, size_t errlen)
+/* MONGODB_URI, or MONGODB_URI_FILE's content: one of the two. */
+static bool mongodb_uri_resolve(sl_consumer_settings *s, char *err, size_t errlen)
 {
-    sl_nats_servers servers;
-    char why[512];
-
-    if (!sl_nats_servers_parse(url, &servers, why, sizeof(why))) {
-        snprintf(err, errlen, "invalid --nats-url: %s", why);
+    if (s->mongodb_uri_owned != NULL) { /* read by an earlier check */
+        if (s->mongodb_uri == s->mongodb_uri_owned)
+            s->mongodb_uri = "";
+        free(s->mongodb_uri_owned);
+        s->mongodb_uri_owned = NULL;
+    }
+    if (s->mongodb_uri_file == NULL || s->mongodb_uri_file[0] == '\0')
+        return true;
+    if (s->mongodb_uri_given) {
+        snprintf(err, errlen, "--mongodb-uri (MONGODB_URI) and --mongodb-uri-file "
+                 "(MONGODB_URI_FILE) exclude each other: give one");
         return false;
     }
-    sl_nats_servers_free(&servers);
+    if (!sl_config_read_file("--mongodb-uri-file (MONGODB_URI_FILE)", s->mongodb_uri_file,
+                             &s->mongodb_uri_owned, err, errlen))
+        return false;
+    s->mongodb_uri = s->mongodb_uri_owned;
     return true;
+}
+
+void sl_consumer_settings_free(sl_consumer_settings *s)
+{
+    sl_nats_settings_free(&s->nats);
+    if (s->mongodb_uri_owned != NULL && s->mongodb_uri == s->mongodb_uri_owned)
+        s->mongodb_uri = "";
+    free(s->mongodb_uri_owned);
+    s->mongodb_uri_owned = NULL;
 }
 
 bool sl_consumer_settings_check(sl_consumer_settings *s, char *err, size_t errlen)
 {
     sl_log_level level;
 
-    if (!nats_url_check(s->nats_url, err, errlen))
+    if (!sl_nats_settings_check(&s->nats, err, errlen) || !mongodb_uri_resolve(s, err, errlen))
         return false;
     if (s->mongodb_uri[0] == '\0')
         snprintf(err, errlen, "invalid --mongodb-uri: must not be empty");

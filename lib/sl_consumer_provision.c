@@ -246,7 +246,7 @@ void sl_consumer_unbind(sl_consumer *c)
 bool sl_consumer_connect(sl_consumer *c, char *err, size_t errlen)
 {
     sl_js_config jc = {
-        .url = c->set->nats_url,
+        .nats = &c->set->nats,
         .client_name = c->cfg.service,
         .stream = {.name = c->set->stream, .subjects = SL_STREAM_SUBJECTS},
         .provision = false,
@@ -256,7 +256,7 @@ bool sl_consumer_connect(sl_consumer *c, char *err, size_t errlen)
 
     if (s == NATS_OK)
         return true;
-    sl_nats_url_redact(c->set->nats_url, shown, sizeof(shown));
+    sl_nats_url_redact(c->set->nats.url, shown, sizeof(shown));
     snprintf(err, errlen, "cannot use NATS at %s: %s", shown, natsStatus_GetText(s));
     return false;
 }

@@ -30,6 +30,8 @@ struct sl_js {
     sl_stream_state stream_state; /* provisioner thread only */
     bool kick; /* provision again: set on (re)connect */
     bool closed; /* cnats' last callback has run */
+    int64_t error_logged_ms; /* on_async_error's rate limit */
+    uint64_t errors_skipped;
 
     sl_js_pending **buckets;
     size_t nbuckets; /* a power of two */
@@ -330,13 +332,111 @@ static void on_reconnected(natsConnection *nc, void *closure)
     kick_provisioner(closure, true);
 }
 
+/* cnats' callback thread: what the server refused after the fact, above all
+ * permissions violations ("Permissions Violation for Publish to ..."). At
+ * most one line a second; the ones in between are counted into the next. */
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+                           void *closure)
+{
+    sl_js *js = closure;
+    const char *text = NULL;
+    int64_t now = sl_time_mono_ms();
+    uint64_t skipped;
+
+    (void)sub;
+    pthread_mutex_lock(&js->mu);
+    if (now - js->error_logged_ms < 1000 && js->error_logged_ms != 0) {
+        js->errors_skipped++;
+        pthread_mutex_unlock(&js->mu);
+        return;
+    }
+    js->error_logged_ms = now;
+    skipped = js->errors_skipped;
+    js->errors_skipped = 0;
+    pthread_mutex_unlock(&js->mu);
+    if (natsConnection_GetLastError(nc, &text) == NATS_OK || text == NULL || text[0] == '\0')
+        text = natsStatus_GetText(err);
+    sl_log(SL_LOG_ERROR, "NATS refused: %s%s (%llu more since the last line)", text,
+           err == NATS_NOT_PERMITTED ? "; the NATS user lacks this permission" : "",
+           (unsigned long long)skipped);
+}
+
+/* One line on how this connection identifies itself, nothing secret in
+ * it; a warning when it neither identifies nor encrypts. */
+static void log_access(const sl_nats_settings *n)
+{
+    char line[2048];
+    sl_nats_settings_describe(n, line, sizeof(line));
+    if (sl_nats_settings_anonymous(n) && !n->tls)
+        sl_log(SL_LOG_WARN, "NATS: %s: open access, fine for a local run only "
+               "(README, \"Security\")", line);
+    else
+        sl_log(SL_LOG_INFO, "NATS: %s", line);
+}
+
+/* The first connect failed with s (why: cnats' text for it); cnats goes on
+ * trying in the background. A refusal of the credentials or of TLS is an
+ * error, not a wait, and says what to check. */
+static void log_not_connected(sl_js *js, natsStatus s, const char *why)
+{
+    char shown[1024];
+
+    sl_nats_url_redact(js->cfg.nats->url, shown, sizeof(shown));
+    if (why == NULL || why[0] == '\0')
+        why = natsStatus_GetText(s);
+    if (s == NATS_CONNECTION_AUTH_FAILED || s == NATS_NOT_PERMITTED)
+        sl_log(SL_LOG_ERROR, "NATS at %s refused the credentials (%s): check NATS_CREDS, "
+               "NATS_NKEY or the user in NATS_URL; retrying in the background", shown, why);
+    else if (s == NATS_SSL_ERROR || s == NATS_SECURE_CONNECTION_REQUIRED ||
+             s == NATS_SECURE_CONNECTION_WANTED)
+        sl_log(SL_LOG_ERROR, "NATS at %s: TLS failed (%s): check NATS_CA, NATS_CERT, NATS_KEY "
+               "and tls:// in NATS_URL; retrying in the background", shown, why);
+    else if (js->cfg.nats->tls && s != NATS_NO_SERVER && s != NATS_TIMEOUT)
+        /* With TLS 1.3 a client certificate the server refuses (or misses)
+         * shows as the server closing the connection after the handshake. */
+        sl_log(SL_LOG_ERROR, "NATS at %s: TLS failed, the server closed the connection (%s): it "
+               "may require a client certificate (NATS_CERT, NATS_KEY) it did not get or "
+               "accept; retrying in the background", shown, why);
+    else
+        sl_log(SL_LOG_WARN, "NATS at %s not reachable yet (%s); retrying in the background",
+               shown, why);
+}
+
+/* Connects once, synchronously, so that a failure comes back with its exact
+ * reason; then, if that failed, lets cnats retry in the background (the
+ * connected callback says when it made it). A failed connect calls none of
+ * the connection callbacks. */
+static natsStatus connect_first(sl_js *js, natsOptions *opts)
+{
+    natsStatus s = natsOptions_SetRetryOnFailedConnect(opts, false, NULL, NULL);
+
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&js->nc, opts);
+    if (s == NATS_OK) {
+        log_server(js->nc, "connected to");
+        return NATS_OK;
+    }
+    if (s == NATS_NO_MEMORY || s == NATS_INVALID_ARG)
+        return s;
+    log_not_connected(js, s, nats_GetLastError(NULL));
+    s = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, js);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&js->nc, opts);
+    if (s == NATS_OK)
+        log_server(js->nc, "connected to");
+    return s == NATS_NOT_YET_CONNECTED ? NATS_OK : s;
+}
+
 static natsStatus connect_nats(sl_js *js)
 {
     natsOptions *opts = NULL;
     natsStatus s = natsOptions_Create(&opts);
 
+    log_access(js->cfg.nats);
     if (s == NATS_OK)
-        s = sl_nats_options_set_servers(opts, js->cfg.url);
+        s = sl_nats_settings_apply(js->cfg.nats, opts);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(opts, on_async_error, js);
     if (s == NATS_OK)
         s = natsOptions_SetName(opts, js->cfg.client_name);
     if (s == NATS_OK)
@@ -348,25 +448,13 @@ static natsStatus connect_nats(sl_js *js)
     if (s == NATS_OK)
         s = natsOptions_SetPingInterval(opts, 5000);
     if (s == NATS_OK)
-        s = natsOptions_SetRetryOnFailedConnect(opts, true, on_connected, js);
-    if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(opts, on_disconnected, js);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(opts, on_reconnected, js);
     if (s == NATS_OK)
         s = natsOptions_SetClosedCB(opts, on_closed, js);
-    if (s == NATS_OK) {
-        s = natsConnection_Connect(&js->nc, opts);
-        if (s == NATS_OK)
-            log_server(js->nc, "connected to");
-        if (s == NATS_NOT_YET_CONNECTED) {
-            char shown[1024];
-            sl_nats_url_redact(js->cfg.url, shown, sizeof(shown));
-            sl_log(SL_LOG_WARN, "NATS at %s not reachable yet; retrying in the background",
-                   shown);
-            s = NATS_OK;
-        }
-    }
+    if (s == NATS_OK)
+        s = connect_first(js, opts);
     natsOptions_Destroy(opts);
     return s;
 }

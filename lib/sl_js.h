@@ -20,7 +20,14 @@
  * existing one (see sl_stream.h). It runs again after each reconnect and
  * whenever a publish finds no stream, so a server that came back empty gets
  * its stream again. sl_js_ready says whether publishing can
- * succeed now (connected, stream present): the health check's answer. */
+ * succeed now (connected, stream present): the health check's answer.
+ *
+ * Access. The connection uses the service's NATS settings (sl_nats.h):
+ * servers, credentials, TLS. What the server refuses later (a subject the
+ * user may not publish or subscribe to) comes back asynchronously; sl_js
+ * logs it, at most once a second with a count of the ones in between, as
+ * an error naming the subject: a missing permission shows in the log, not
+ * only as a request that timed out. */
 #ifndef SL_JS_H
 #define SL_JS_H
 
@@ -29,13 +36,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sl_nats.h"
 #include "sl_stream.h"
 
 typedef struct sl_js sl_js;
 
 typedef struct sl_js_config {
-    const char *url;         /* NATS_URL: one URL or a comma-separated list */
-    const char *client_name; /* shown by the server, e.g. "sluice-ingest" */
+    const sl_nats_settings *nats; /* servers, credentials, TLS (checked) */
+    const char *client_name;      /* shown by the server, e.g. "sluice-ingest" */
     sl_stream_config stream; /* the record stream (only name matters without provision) */
     bool provision;          /* create the stream when missing, update its settings */
 } sl_js_config;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "sl_log.h"
 #include "sl_time.h"
@@ -74,66 +75,113 @@ static void apply_defaults(mongoc_uri_t *uri, const sl_mongo_config *cfg)
         mongoc_uri_set_appname(uri, cfg->appname);
 }
 
-/* ---- URIs in errors ----------------------------------------------------- *
- *
- * A URI named in an error is one that does not parse, and its secrets must
- * not reach the log: the password of its userinfo and every value of
- * tlsCertificateKeyFilePassword become "***", in the URI shown and in
- * libmongoc's message, which may quote the password. The userinfo is taken
- * to end at the last '@', as though the password held a '/' or an '@'
- * unescaped: with an '@' in the options, more is masked, never less. */
+/* ---- what may be logged of a URI ---------------------------------------- */
 
-#define KEY_PASSWORD_OPTION "tlsCertificateKeyFilePassword="
-#define MAX_SECRETS 8
+/* Options whose values are secrets (compared without case). */
+static const char *const secret_options[] = {
+    "tlsCertificateKeyFilePassword",
+    "sslClientCertificateKeyPassword",
+    "authMechanismProperties",
+};
 
+static void put(char *out, size_t outlen, size_t *at, const char *text, size_t n)
+{
+    if (outlen == 0)
+        return;
+    for (size_t i = 0; i < n && *at + 1 < outlen; i++)
+        out[(*at)++] = text[i];
+    out[*at] = '\0';
+}
+
+static bool option_secret(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(secret_options) / sizeof(secret_options[0]); i++) {
+        if (strlen(secret_options[i]) == len && strncasecmp(name, secret_options[i], len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Copies "name=value&name=value..." with the secret values masked. */
+static void put_query(char *out, size_t outlen, size_t *at, const char *q)
+{
+    while (*q != '\0') {
+        size_t n = strcspn(q, "&");
+        const char *eq = memchr(q, '=', n);
+        if (eq != NULL && option_secret(q, (size_t)(eq - q))) {
+            put(out, outlen, at, q, (size_t)(eq - q) + 1);
+            put(out, outlen, at, "***", 3);
+        } else {
+            put(out, outlen, at, q, n);
+        }
+        q += n;
+        if (*q == '&')
+            put(out, outlen, at, q++, 1);
+    }
+}
+
+void sl_mongo_uri_redact(const char *uri, char *out, size_t outlen)
+{
+    const char *scheme_end, *rest, *at_sign, *query;
+    size_t at = 0;
+
+    put(out, outlen, &at, "", 0);
+    if (uri == NULL)
+        return;
+    scheme_end = strstr(uri, "://");
+    rest = scheme_end != NULL ? scheme_end + 3 : uri;
+    at_sign = strrchr(rest, '@');
+    if (at_sign != NULL) {
+        const char *colon = memchr(rest, ':', (size_t)(at_sign - rest));
+        put(out, outlen, &at, uri, (size_t)((colon != NULL ? colon + 1 : at_sign) - uri));
+        if (colon != NULL)
+            put(out, outlen, &at, "***", 3);
+        rest = at_sign;
+    } else {
+        put(out, outlen, &at, uri, (size_t)(rest - uri));
+    }
+    query = strchr(rest, '?');
+    put(out, outlen, &at, rest, query != NULL ? (size_t)(query - rest) + 1 : strlen(rest));
+    if (query != NULL)
+        put_query(out, outlen, &at, query + 1);
+}
+
+/* What sl_mongo_uri_redact masks, as places in uri: the userinfo's
+ * password and the values of the secret options. */
 typedef struct secret {
-    const char *at; /* in the URI */
+    const char *at;
     size_t len;
 } secret;
 
-/* The secrets of uri, in order, at most MAX_SECRETS; returns how many. */
+#define MAX_SECRETS 16
+
 static size_t uri_secrets(const char *uri, secret *out)
 {
-    const char *rest = strstr(uri, "://"), *at, *colon, *opt;
+    const char *scheme_end = strstr(uri, "://"), *rest, *at_sign, *q;
     size_t n = 0;
 
-    rest = rest != NULL ? rest + 3 : uri;
-    at = strrchr(rest, '@');
-    colon = at != NULL ? memchr(rest, ':', (size_t)(at - rest)) : NULL;
-    if (colon != NULL && at > colon + 1)
-        out[n++] = (secret){colon + 1, (size_t)(at - colon - 1)};
-    for (rest = uri; n < MAX_SECRETS && (opt = strcasestr(rest, KEY_PASSWORD_OPTION)) != NULL;) {
-        opt += strlen(KEY_PASSWORD_OPTION);
-        rest = opt + strcspn(opt, "&");
-        if (rest > opt)
-            out[n++] = (secret){opt, (size_t)(rest - opt)};
+    rest = scheme_end != NULL ? scheme_end + 3 : uri;
+    at_sign = strrchr(rest, '@');
+    if (at_sign != NULL) {
+        const char *colon = memchr(rest, ':', (size_t)(at_sign - rest));
+        if (colon != NULL && at_sign > colon + 1)
+            out[n++] = (secret){colon + 1, (size_t)(at_sign - colon - 1)};
+        rest = at_sign;
+    }
+    q = strchr(rest, '?');
+    for (q = q != NULL ? q + 1 : NULL; q != NULL && *q != '\0' && n < MAX_SECRETS;) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        if (eq != NULL && option_secret(q, (size_t)(eq - q)) && q + len > eq + 1)
+            out[n++] = (secret){eq + 1, (size_t)(q + len - eq - 1)};
+        q += len;
+        if (*q == '&')
+            q++;
     }
     return n;
 }
 
-static int by_position(const void *a, const void *b)
-{
-    const secret *x = a, *y = b;
-    return x->at < y->at ? -1 : x->at > y->at;
-}
-
-/* uri with each secret's place masked. */
-static void uri_mask(bson_string_t *out, const char *uri, secret *s, size_t n)
-{
-    const char *from = uri;
-
-    qsort(s, n, sizeof(*s), by_position);
-    for (size_t i = 0; i < n; i++) {
-        const char *start = s[i].at > from ? s[i].at : from, *end = s[i].at + s[i].len;
-        if (end <= from)
-            continue; /* within one masked already */
-        bson_string_append_printf(out, "%.*s***", (int)(start - from), from);
-        from = end;
-    }
-    bson_string_append(out, from);
-}
-
-/* text with every occurrence of each secret masked. */
+/* text with every occurrence of each secret masked (malloc'd). */
 static char *text_mask(const char *text, const secret *s, size_t n)
 {
     char *cur = bson_strdup(text);
@@ -154,30 +202,62 @@ static char *text_mask(const char *text, const secret *s, size_t n)
     return cur;
 }
 
-static void uri_error(const char *uri, const bson_error_t *error, char *err, size_t errlen)
+/* "invalid MongoDB URI "<redacted>": <why>", the secrets masked in why too:
+ * libmongoc's message may quote the password ("Password "..." must not
+ * have unescaped chars"). */
+static void uri_error(const char *uri, const char *why, char *err, size_t errlen)
 {
+    char shown[1024];
     secret s[MAX_SECRETS];
-    size_t n = uri_secrets(uri, s);
-    bson_string_t *shown = bson_string_new(NULL);
-    char *message = text_mask(error->message, s, n);
+    char *message = text_mask(why, s, uri_secrets(uri, s));
 
-    uri_mask(shown, uri, s, n);
-    snprintf(err, errlen, "invalid MongoDB URI \"%.511s\": %s", shown->str, message);
+    sl_mongo_uri_redact(uri, shown, sizeof(shown));
+    snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", shown, message);
     bson_free(message);
-    bson_string_free(shown, true);
+}
+
+/* Drops libmongoc's log lines while a URI is only checked: the error that
+ * comes back says the same, and a check at start prints one line. */
+static void quiet_log(mongoc_log_level_t level, const char *domain, const char *message,
+                      void *closure)
+{
+    (void)level;
+    (void)domain;
+    (void)message;
+    (void)closure;
 }
 
 bool sl_mongo_uri_check(const char *uri, char *err, size_t errlen)
 {
     bson_error_t error;
-    mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &error);
+    mongoc_uri_t *u;
 
+    mongoc_log_set_handler(quiet_log, NULL);
+    u = mongoc_uri_new_with_error(uri, &error);
+    mongoc_log_set_handler(on_mongoc_log, NULL);
     if (u == NULL) {
-        uri_error(uri, &error, err, errlen);
+        uri_error(uri, error.message, err, errlen);
         return false;
     }
     mongoc_uri_destroy(u);
     return true;
+}
+
+/* One line on how the store is reached, nothing secret in it; a warning
+ * when it neither identifies nor encrypts. */
+static void log_access(const sl_mongo_config *cfg, const mongoc_uri_t *uri)
+{
+    const char *user = mongoc_uri_get_username(uri);
+    bool tls = mongoc_uri_get_tls(uri);
+    char shown[1024];
+
+    sl_mongo_uri_redact(cfg->uri, shown, sizeof(shown));
+    if ((user == NULL || user[0] == '\0') && !tls)
+        sl_log(SL_LOG_WARN, "MongoDB: %s; no credentials; no TLS: open access, fine for a "
+               "local run only (README, \"Security\")", shown);
+    else
+        sl_log(SL_LOG_INFO, "MongoDB: %s; %s%s; %s", shown, user ? "user " : "no credentials",
+               user ? user : "", tls ? "TLS" : "no TLS");
 }
 
 sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
@@ -191,10 +271,11 @@ sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
     mongoc_init();
     uri = mongoc_uri_new_with_error(cfg->uri, &error);
     if (uri == NULL) {
-        uri_error(cfg->uri, &error, err, errlen);
+        uri_error(cfg->uri, error.message, err, errlen);
         return NULL;
     }
     apply_defaults(uri, cfg);
+    log_access(cfg, uri);
     db = mongoc_uri_get_database(uri);
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
@@ -206,7 +287,12 @@ sl_mongo *sl_mongo_open(const sl_mongo_config *cfg, char *err, size_t errlen)
     m->pool = mongoc_client_pool_new(uri);
     mongoc_uri_destroy(uri);
     if (m->pool == NULL) {
-        snprintf(err, errlen, "cannot create a MongoDB client pool for \"%s\"", cfg->uri);
+        char shown[1024];
+        sl_mongo_uri_redact(cfg->uri, shown, sizeof(shown));
+        /* libmongoc refuses a pool when TLS options name files it cannot
+         * load; it logs why (through on_mongoc_log). */
+        snprintf(err, errlen, "cannot create a MongoDB client pool for \"%s\" (see the log)",
+                 shown);
         sl_mongo_close(m);
         return NULL;
     }

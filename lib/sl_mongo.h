@@ -20,6 +20,13 @@
  * error, and there must be no write-concern error; anything else is a
  * whole-batch failure.
  *
+ * Secrets. MONGODB_URI may carry a password (mongodb://user:pass@host/db)
+ * and secret options (tlsCertificateKeyFilePassword, authMechanism-
+ * Properties); whatever shows a URI, in a log line or an error, shows
+ * sl_mongo_uri_redact's form, in which each of them is "***". TLS and
+ * credentials are the URI's options, handled by libmongoc:
+ * ?tls=true&tlsCAFile=ca.pem&tlsCertificateKeyFile=client.pem.
+ *
  * Threads: an sl_mongo may be used from any number of threads; each call
  * pops a client from the pool and pushes it back before returning. The pool
  * runs libmongoc's background monitoring thread. Write concern and read
@@ -58,7 +65,14 @@ typedef struct sl_mongo_outcome {
     char error[160]; /* the server's message when not stored */
 } sl_mongo_outcome;
 
-/* True when uri is a MongoDB URI libmongoc accepts; else err holds why. */
+/* Writes uri into out as it may be logged: the password (everything
+ * between the user's ':' and the last '@', so that a malformed password
+ * cannot slip through) and the values of the secret options become "***".
+ * Truncates to outlen, never past it. Pure. */
+void sl_mongo_uri_redact(const char *uri, char *out, size_t outlen);
+
+/* True when uri is a MongoDB URI libmongoc accepts; else err holds why,
+ * with the URI redacted. */
 bool sl_mongo_uri_check(const char *uri, char *err, size_t errlen);
 
 /* Parses cfg->uri and creates the pool; connects lazily. Returns NULL on an

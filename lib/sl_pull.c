@@ -100,6 +100,10 @@ sl_pull_kind sl_pull_classify(natsMsg *m, const char *reply, const char **status
     natsMsgHeader_Get(m, "Description", desc);
     if (strncmp(*status, "409", 3) == 0 && *desc != NULL && strstr(*desc, "MaxBytes") != NULL)
         return SL_PULL_FULL;
+    /* A request with max_bytes that delivered its whole batch ends so. */
+    if (strncmp(*status, "409", 3) == 0 && *desc != NULL &&
+        strstr(*desc, "Batch Completed") != NULL)
+        return SL_PULL_END;
     return SL_PULL_ERROR;
 }
 

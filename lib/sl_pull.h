@@ -64,7 +64,7 @@ natsStatus sl_pull_fetch(sl_pull *p, natsMsg **msgs, int max, int64_t max_bytes,
 /* What a message received on the subscription is to the current fetch. */
 typedef enum sl_pull_kind {
     SL_PULL_DATA,   /* a stream message: take it */
-    SL_PULL_END,    /* the current request is over (404, 408) */
+    SL_PULL_END,    /* the current request is over (404, 408, 409 Batch Completed) */
     SL_PULL_ERROR,  /* the current request was refused (409, 503, ...) */
     SL_PULL_FULL,   /* the current request's byte bound is reached (409 MaxBytes) */
     SL_PULL_IGNORE, /* a heartbeat, or a status of an earlier request */

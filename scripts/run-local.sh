@@ -15,6 +15,11 @@
 # sluice-ingest with TLS, JWTs, API keys and the policy; SLUICE_SECURE=mtls
 # also requires client certificates. The mode goes into .run/mode, which
 # scripts/demo.sh reads.
+#
+# NATS is open by default. SLUICE_NATS_AUTH=1 runs it with the shipped
+# least-privilege users instead (deploy/local/nats-auth.conf): NKeys made once
+# into .run/nats-keys (scripts/nats-keys.sh), each service connecting as its
+# own user; admin.nk there is for natscli (nats --nkey .run/nats-keys/admin.nk).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -94,7 +99,20 @@ start() { # name, command...
   echo "started $name (pid $!, log $run/logs/$name.log)"
 }
 
-start nats-server .tools/bin/nats-server -c deploy/local/nats.conf -a 127.0.0.1 \
+nats_conf=deploy/local/nats.conf
+ingest_auth=() transform_auth=() audit_auth=()
+nats_access="open (no credentials; SLUICE_NATS_AUTH=1 for users and permissions)"
+if [ "${SLUICE_NATS_AUTH:-0}" = 1 ]; then
+  keys="$run/nats-keys"
+  eval "$(bash scripts/nats-keys.sh "$keys")" # exports the public keys for nats-server
+  nats_conf=deploy/local/nats-auth.conf
+  ingest_auth=(--nats-nkey="$keys/ingest.nk")
+  transform_auth=(--nats-nkey="$keys/transform.nk")
+  audit_auth=(--nats-nkey="$keys/audit.nk")
+  nats_access="users ingest, transform, audit (NKeys in $keys; natscli: --nkey $keys/admin.nk)"
+fi
+
+start nats-server .tools/bin/nats-server -c "$nats_conf" -a 127.0.0.1 \
   -p "$nats_port" -sd "$run/nats"
 wait_port "$nats_port"
 start ferretdb .tools/bin/ferretdb --handler=sqlite --sqlite-url="file:$run/ferretdb/" \
@@ -103,16 +121,18 @@ start ferretdb .tools/bin/ferretdb --handler=sqlite --sqlite-url="file:$run/ferr
 wait_port "$mongo_port"
 
 start sluice-ingest "$build/services/ingest/sluice-ingest" --listen="$listen" \
-  --nats-url="$nats_url" --metrics-listen="$m_ingest" ${ingest_security[@]+"${ingest_security[@]}"}
+  --nats-url="$nats_url" ${ingest_auth[@]+"${ingest_auth[@]}"} --metrics-listen="$m_ingest" \
+  ${ingest_security[@]+"${ingest_security[@]}"}
 wait_port "${listen##*:}"
 if [ -x "$build/services/transform/sluice-transform" ]; then
   SLUICE_TRANSFORM_RULES="$rules" start sluice-transform \
     "$build/services/transform/sluice-transform" --nats-url="$nats_url" \
-    --mongodb-uri="$mongo_uri" --metrics-listen="$m_transform"
+    ${transform_auth[@]+"${transform_auth[@]}"} --mongodb-uri="$mongo_uri" \
+    --metrics-listen="$m_transform"
 fi
 if [ -x "$build/services/audit/sluice-audit" ]; then
   start sluice-audit "$build/services/audit/sluice-audit" --nats-url="$nats_url" \
-    --mongodb-uri="$mongo_uri" --metrics-listen="$m_audit"
+    ${audit_auth[@]+"${audit_auth[@]}"} --mongodb-uri="$mongo_uri" --metrics-listen="$m_audit"
 fi
 
 if [ "$mode" = plain ]; then
@@ -141,7 +161,7 @@ Sluice is up, secure: TLS, JWTs, API keys and a policy$also.
 MSG
 fi
 cat <<MSG
-  NATS    $nats_url
+  NATS    $nats_url, $nats_access
   MongoDB $mongo_uri
   metrics http://$m_ingest/metrics (ingest), http://$m_transform/metrics (transform),
           http://$m_audit/metrics (audit)

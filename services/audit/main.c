@@ -44,5 +44,8 @@ int main(int argc, char **argv)
     sl_signal_block();
     sl_consumer_options(options, &cfg, "audit", "0.0.0.0:9092");
     rc = sl_consumer_configure(SERVICE, options, usage, &cfg, argc, argv);
-    return rc >= 0 ? rc : sl_consumer_main(&cc);
+    if (rc < 0)
+        rc = sl_consumer_main(&cc);
+    sl_consumer_settings_free(&cfg);
+    return rc;
 }

@@ -29,7 +29,7 @@
 typedef struct settings {
     const char *listen;
     const char *metrics_listen;
-    const char *nats_url;
+    sl_nats_settings nats; /* NATS_URL, NATS_CREDS, NATS_NKEY, NATS_CA, ... */
     const char *stream;
     const char *log_level;
     int64_t threads;
@@ -60,8 +60,7 @@ static const sl_option options[] = {
     {"listen", "SLUICE_LISTEN", SL_OPT_STRING, "0.0.0.0:50051", "gRPC listen address", &cfg.listen, 0, 0, NULL},
     {"metrics-listen", "SLUICE_METRICS_LISTEN", SL_OPT_STRING, "0.0.0.0:9090",
      "HTTP address for /metrics, /healthz, /readyz (empty: off)", &cfg.metrics_listen, 0, 0, NULL},
-    {"nats-url", "NATS_URL", SL_OPT_STRING, "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated",
-     &cfg.nats_url, 0, 0, NULL},
+    SL_NATS_OPTIONS(cfg.nats),
     {"stream", "SLUICE_STREAM", SL_OPT_STRING, "SLUICE", "JetStream stream name", &cfg.stream, 0, 0, NULL},
     {"stream-replicas", "SLUICE_STREAM_REPLICAS", SL_OPT_INT, "1",
      "stream replicas (3 on a cluster); when given, applied to an existing stream too",
@@ -131,8 +130,7 @@ static int fail(const char *line)
 
 static int configure(int argc, char **argv, sl_log_level *level)
 {
-    sl_nats_servers servers;
-    char err[512], why[512], line[600];
+    char err[1024];
     switch (sl_config_parse(options, argc, argv, usage, err, sizeof(err))) {
     case SL_CONFIG_HELP:
         exit(0);
@@ -143,11 +141,6 @@ static int configure(int argc, char **argv, sl_log_level *level)
     }
     if (!sl_log_level_parse(cfg.log_level, level))
         return fail("invalid --log-level: expected debug, info, warn or error");
-    if (!sl_nats_servers_parse(cfg.nats_url, &servers, why, sizeof(why))) {
-        snprintf(line, sizeof(line), "invalid --nats-url: %s", why);
-        return fail(line);
-    }
-    sl_nats_servers_free(&servers);
     if (cfg.stream[0] == '\0' || strpbrk(cfg.stream, " .*>") != NULL)
         return fail("invalid --stream: a JetStream stream name has no spaces, '.', '*' or '>'");
     if (cfg.threads == 0)
@@ -163,6 +156,9 @@ static int configure(int argc, char **argv, sl_log_level *level)
     if ((cfg.jwt_issuer[0] != '\0' || cfg.jwt_audience[0] != '\0') && cfg.jwt_key[0] == '\0')
         return fail("invalid --auth-jwt-issuer/--auth-jwt-audience: they need "
                     "--auth-jwt-public-key");
+    /* Last: it reads the credential files and keeps what it read. */
+    if (!sl_nats_settings_check(&cfg.nats, err, sizeof(err)))
+        return fail(err);
     return 0;
 }
 
@@ -248,8 +244,9 @@ static void stop(process *p, int64_t grace_ms)
     sl_tls_free(p->tls);
     lag_watch_stop(p->lag);
     sl_js_close(p->js);
+    sl_nats_settings_free(&cfg.nats);
     grpc_shutdown();
-    nats_Close();
+    sl_nats_close();
     sl_metrics_free_all();
 }
 
@@ -298,7 +295,7 @@ static void security_warn(const process *p)
 static int start(process *p)
 {
     sl_js_config jc = {
-        .url = cfg.nats_url,
+        .nats = &cfg.nats,
         .client_name = "sluice-ingest",
         .stream =
             {
@@ -333,7 +330,7 @@ static int start(process *p)
     s = sl_js_open(&p->js, &jc, (size_t)cfg.max_in_flight);
     if (s != NATS_OK) {
         char shown[200];
-        sl_nats_url_redact(cfg.nats_url, shown, sizeof(shown));
+        sl_nats_url_redact(cfg.nats.url, shown, sizeof(shown));
         snprintf(err, sizeof(err), "cannot use NATS at %s: %s", shown, natsStatus_GetText(s));
         return fail(err);
     }
@@ -396,7 +393,7 @@ static int serve(process *p, const sigset_t *signals)
                                          : NULL;
     if (!sl_grpc_server_start(p->srv, nats, sizeof(nats)))
         return fail(nats);
-    sl_nats_url_redact(cfg.nats_url, nats, sizeof(nats));
+    sl_nats_url_redact(cfg.nats.url, nats, sizeof(nats));
     sl_log(SL_LOG_INFO, "listening on %s (%s, %lld threads), metrics on %s, NATS %s, stream %s",
            cfg.listen,
            p->tls == NULL           ? "plaintext"
@@ -413,16 +410,14 @@ static int serve(process *p, const sigset_t *signals)
     return 0;
 }
 
-static int run(void)
+static int run(const sigset_t *signals)
 {
     process p = {0};
-    sigset_t signals;
     int rc;
 
-    block_signals(&signals);
     rc = start(&p);
     if (rc == 0)
-        rc = serve(&p, &signals);
+        rc = serve(&p, signals);
     stop(&p, cfg.shutdown_grace_ms);
     if (rc == 0)
         sl_log(SL_LOG_INFO, "stopped");
@@ -432,9 +427,15 @@ static int run(void)
 int main(int argc, char **argv)
 {
     sl_log_level level = SL_LOG_INFO;
-    int rc = configure(argc, argv, &level);
+    sigset_t signals;
+    int rc;
+
+    /* First: checking the configuration may start cnats' threads (loading
+     * TLS files), and every thread must inherit the blocked signals. */
+    block_signals(&signals);
+    rc = configure(argc, argv, &level);
     if (rc != 0)
         return rc;
     sl_log_init("sluice-ingest", level);
-    return run();
+    return run(&signals);
 }

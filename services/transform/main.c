@@ -76,12 +76,15 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     rules = transform_rules_load(cfg.rules, err, sizeof(err));
-    if (rules == NULL)
+    if (rules == NULL) {
+        sl_consumer_settings_free(&cfg.consumer);
         return fail(err);
+    }
     sl_log(SL_LOG_INFO, "%zu transform rules from %s", transform_rules_count(rules),
            cfg.rules[0] ? cfg.rules : "(none: identity)");
     cc.closure = rules;
     rc = sl_consumer_main(&cc);
     transform_rules_free(rules);
+    sl_consumer_settings_free(&cfg.consumer);
     return rc;
 }

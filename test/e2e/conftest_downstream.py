@@ -46,12 +46,17 @@ class Downstream(harness.Service):
     The short fetch wait keeps tests quick; the ack wait is short so that
     what a killed process held comes back within seconds."""
 
-    def __init__(self, name, nats_url, mongo_uri, *extra, ack_wait="3s"):
-        self.metrics_port = harness.free_port()
-        args = [f"--nats-url={nats_url}", f"--mongodb-uri={mongo_uri}",
-                f"--metrics-listen=127.0.0.1:{self.metrics_port}", "--log-level=debug",
+    def __init__(self, name, nats_url, mongo_uri, *extra, ack_wait="3s", env=None,
+                 metrics_port=None):
+        self.metrics_port = metrics_port or harness.free_port()
+        args = [f"--metrics-listen=127.0.0.1:{self.metrics_port}", "--log-level=debug",
                 "--fetch-wait=100ms", f"--ack-wait={ack_wait}"]
-        super().__init__(name, args + list(extra))
+        # None leaves the URL or URI to extra flags or to env.
+        if nats_url is not None:
+            args.append(f"--nats-url={nats_url}")
+        if mongo_uri is not None:
+            args.append(f"--mongodb-uri={mongo_uri}")
+        super().__init__(name, args + list(extra), env_extra=env)
 
     def final_stats(self):
         """The counters of the "stopped" line written on a clean exit."""

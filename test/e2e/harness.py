@@ -10,6 +10,7 @@ import atexit
 import json
 import os
 import pathlib
+import random
 import re
 import shutil
 import signal
@@ -32,11 +33,86 @@ def free_port():
         return s.getsockname()[1]
 
 
+def restart_port():
+    """A free port below the kernel's ephemeral range, for a server that a
+    test kills and starts again on the same port: while it is down, a port
+    from free_port() can be handed by the kernel to any process's outgoing
+    connection or bind(0) (other tests on the machine, or a client of the
+    dead server connecting to itself), and the server then cannot have it
+    back. Falls back to free_port() when the range leaves no room below."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 0
+    if ephemeral_low < 21000:
+        return free_port()
+    rng = random.SystemRandom()
+    for _ in range(100):
+        port = rng.randrange(20000, ephemeral_low)
+        if port in _restart_ports:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _restart_ports.add(port)
+        return port
+    return free_port()
+
+
+_restart_ports = set()  # handed out by this process: never twice
+
+
+def _listening_inodes(port):
+    """Socket inodes listening on port (any local address), from /proc."""
+    inodes = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def listens_on(pid, port):
+    """True when process pid itself holds a listening socket on port (not
+    some other process that happens to have it)."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
 def wait_port(port, timeout=30.0, proc=None):
+    """Until port accepts connections; given proc, until proc itself
+    listens on it (a port someone else holds is not proc's)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        if proc is not None and os.path.isdir("/proc/self/fd"):
+            if listens_on(proc.pid, port):
+                return
+            time.sleep(0.05)
+            continue
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -136,12 +212,14 @@ class Proc:
         self.workdir = workdir or tempfile.mkdtemp(prefix=f"{name}-", dir=scratch_dir())
         self.log_path = pathlib.Path(self.workdir) / f"{name}.log"
         self.proc = None
+        self.paused = False
 
     def start(self):
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                      env=self.env, cwd=self.workdir)
         log.close()
+        self.paused = False
         return self
 
     def started(self, *ports):
@@ -167,9 +245,20 @@ class Proc:
     def wait(self, timeout=30):
         return self.proc.wait(timeout=timeout)
 
+    def pause(self):
+        """SIGSTOP: the process keeps its sockets open and answers nothing."""
+        self.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        self.send_signal(signal.SIGCONT)
+        self.paused = False
+
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if not self.running():
             return self.proc.returncode if self.proc else None
+        if self.paused and sig != signal.SIGKILL:
+            self.resume()
         self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=timeout)
@@ -180,17 +269,28 @@ class Proc:
     def kill(self):
         return self.stop(signal.SIGKILL)
 
-    def log(self):
+    def log(self, since=0):
+        """The log from byte offset since (a log_mark()) to its end."""
         try:
-            return self.log_path.read_text(errors="replace")
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
 
-    def events(self, msg=None):
+    def log_mark(self):
+        """Where the log ends now: events(since=mark) sees only what comes
+        after, e.g. the lines of a restarted process, not its predecessor's."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def events(self, msg=None, since=0):
         """The JSON lines of the log (optionally only those whose msg starts
-        with msg), parsed."""
+        with msg, and only after the log_mark() since), parsed."""
         out = []
-        for line in self.log().splitlines():
+        for line in self.log(since).splitlines():
             line = line.strip()
             if not line.startswith("{"):
                 continue
@@ -208,15 +308,19 @@ class NatsServer(Proc):
     shipped configuration (deploy/local/nats.conf: sync_interval always);
     sync=None runs the server's own default fsync policy instead, and config
     runs that configuration text (e.g. "jetstream {}" for every server
-    default, max_payload 1MB included)."""
+    default, max_payload 1MB included); conf names a configuration file
+    instead (env: variables it refers to, scheme: "tls" when its clients
+    must speak TLS)."""
 
-    def __init__(self, sync="always", port=None, config=None):
-        super().__init__("nats", [])
+    def __init__(self, sync="always", port=None, config=None, conf=None, env=None,
+                 scheme="nats"):
+        super().__init__("nats", [], env=dict(os.environ, **(env or {})))
         self.port = port or free_port()
+        self.scheme = scheme
         self.store = pathlib.Path(self.workdir) / "store"
-        if config is None and sync == "always":
+        if conf is None and config is None and sync == "always":
             conf = ROOT / "deploy" / "local" / "nats.conf"
-        else:
+        elif conf is None:
             conf = pathlib.Path(self.workdir) / "nats.conf"
             conf.write_text(config if config is not None else "max_payload: 8MB\njetstream {}\n")
         self.argv = [str(TOOLS / "nats-server"), "-c", str(conf), "-a", "127.0.0.1",
@@ -224,7 +328,7 @@ class NatsServer(Proc):
 
     @property
     def url(self):
-        return f"nats://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self):
         super().start()
@@ -267,8 +371,8 @@ class NatsCluster:
 
     def __init__(self, n=3):
         base = tempfile.mkdtemp(prefix="nats-cluster-", dir=scratch_dir())
-        ports = [free_port() for _ in range(n)]
-        cluster_ports = [free_port() for _ in range(n)]
+        ports = [restart_port() for _ in range(n)]
+        cluster_ports = [restart_port() for _ in range(n)]
         self.nodes = []
         for i in range(n):
             workdir = pathlib.Path(base) / f"n{i}"
@@ -293,13 +397,15 @@ class NatsCluster:
     def node(self, name):
         return next(n for n in self.nodes if n.name == name)
 
+    def live_nodes(self):
+        """The members running and not paused: the ones that can answer."""
+        return [n for n in self.nodes if n.running() and not n.paused]
+
     def wait_jetstream(self, timeout=60):
         """Until the cluster has a JetStream meta leader (streams can be
         created)."""
         def meta_leader():
-            for node in self.nodes:
-                if not node.running():
-                    continue
+            for node in self.live_nodes():
                 try:
                     info = run_coro(_account_info(node.url))
                 except Exception:  # noqa: BLE001 - not ready yet
@@ -309,21 +415,48 @@ class NatsCluster:
             return False
         wait_until(meta_leader, timeout=timeout, interval=0.25, what="JetStream meta leader")
 
-    def stream_leader(self, stream="SLUICE", timeout=30):
-        """The node that leads stream's replicas now."""
+    def stream_leader(self, stream="SLUICE", timeout=30, other_than=None):
+        """The node that leads stream's replicas now (with other_than, a node
+        other than that one: the leader elected after it went away)."""
         def leader():
-            for node in self.nodes:
-                if not node.running():
-                    continue
-                try:
-                    name = run_coro(_stream_leader(node.url, stream))
-                except Exception:  # noqa: BLE001 - election in progress
-                    continue
-                if name:
-                    return name
+            info = self.stream_info(stream)
+            name = info.cluster.leader if info is not None and info.cluster else None
+            if name and (other_than is None or name != other_than.name):
+                return name
             return None
         return self.node(wait_until(leader, timeout=timeout, interval=0.2,
                                     what=f"a leader for {stream}"))
+
+    def stream_info(self, stream="SLUICE"):
+        """The stream's info as the first member that answers tells it; None
+        while none does (no quorum, election in progress)."""
+        for node in self.live_nodes():
+            try:
+                return run_coro(_stream_info(node.url, stream))
+            except Exception:  # noqa: BLE001 - not answering yet
+                continue
+        return None
+
+    def wait_stream_current(self, stream="SLUICE", timeout=60):
+        """Until stream has a leader and every other member is a replica that
+        is online and current: all replicas caught up, the cluster whole."""
+        last = []
+
+        def whole():
+            info = self.stream_info(stream)
+            if info is None or not info.cluster or not info.cluster.leader:
+                last[:] = ["no leader"]
+                return False
+            replicas = info.cluster.replicas or []
+            last[:] = [f"leader {info.cluster.leader}"] + [
+                f"{r.name} current={r.current} offline={r.offline} lag={r.lag} active={r.active}"
+                for r in replicas]
+            return (len(replicas) == len(self.nodes) - 1 and
+                    all(r.current and not r.offline for r in replicas))
+        try:
+            wait_until(whole, timeout=timeout, interval=0.25, what=f"{stream} replicas current")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}; last seen: {', '.join(last)}") from None
 
 
 def run_coro(coro):
@@ -341,20 +474,20 @@ async def _account_info(url):
         await nc.close()
 
 
-async def _stream_leader(url, stream):
+async def _stream_info(url, stream):
     import nats
     nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
     try:
-        info = await nc.jetstream().stream_info(stream)
-        return info.cluster.leader if info.cluster else None
+        return await nc.jetstream(timeout=2).stream_info(stream)
     finally:
         await nc.close()
 
 
 class FerretDB(Proc):
-    """FerretDB with its SQLite backend: the MongoDB wire protocol for tests."""
+    """FerretDB with its SQLite backend: the MongoDB wire protocol for tests.
+    extra: more FerretDB flags (a TLS listener, authentication)."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, extra=()):
         super().__init__("ferretdb", [])
         self.port = port or free_port()
         data = pathlib.Path(self.workdir) / "data"
@@ -362,7 +495,7 @@ class FerretDB(Proc):
         self.argv = [str(TOOLS / "ferretdb"), "--handler=sqlite",
                      f"--sqlite-url=file:{data}/", f"--listen-addr=127.0.0.1:{self.port}",
                      "--debug-addr=-", "--telemetry=disable", "--log-level=warn",
-                     f"--state-dir={self.workdir}"]
+                     f"--state-dir={self.workdir}"] + list(extra)
 
     def uri(self, db="sluice"):
         return f"mongodb://127.0.0.1:{self.port}/{db}"
@@ -370,6 +503,32 @@ class FerretDB(Proc):
     def start(self):
         super().start()
         return self.started(self.port)
+
+
+# ---- NATS identities made at test time (certificates: pki.py) ----------------
+
+def nats_cli(*args, env=None, timeout=20):
+    """Runs natscli (.tools/bin/nats) without any context of the user's."""
+    e = dict(os.environ, **(env or {}))
+    e.pop("NATS_URL", None)
+    e["XDG_CONFIG_HOME"] = e.get("SLUICE_TEST_NATS_HOME", scratch_dir())
+    return subprocess.run([str(TOOLS / "nats"), "--no-context"] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def nkey_pair(path):
+    """A new NATS user NKey: the seed written to path, the public key
+    returned (both by natscli, independently of Sluice's own code)."""
+    r = nats_cli("auth", "nkey", "gen", "user", f"--output={path}")
+    assert r.returncode == 0, r.stderr
+    r = nats_cli("auth", "nkey", "show", path)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+# The standard variables the services read besides SLUICE_*.
+SERVICE_ENV = ("NATS_URL", "NATS_URL_FILE", "NATS_CREDS", "NATS_NKEY", "NATS_CA", "NATS_CERT",
+               "NATS_KEY", "MONGODB_URI", "MONGODB_URI_FILE")
 
 
 def service_binary(name):
@@ -386,7 +545,7 @@ class Service(Proc):
         env = dict(os.environ)
         # Only the flags given here configure the service under test.
         for k in list(env):
-            if k.startswith("SLUICE_") or k in ("NATS_URL", "MONGODB_URI"):
+            if k.startswith("SLUICE_") or k in SERVICE_ENV:
                 del env[k]
         env.update(env_extra or {})
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -395,12 +554,16 @@ class Service(Proc):
 
 
 class Ingest(Service):
-    def __init__(self, nats_url, *extra, port=None, metrics_port=None):
+    """sluice-ingest; nats_url None leaves the URL to extra or env."""
+
+    def __init__(self, nats_url, *extra, port=None, metrics_port=None, env=None):
         self.port = port or free_port()
         self.metrics_port = metrics_port or free_port()
-        args = [f"--listen=127.0.0.1:{self.port}", f"--nats-url={nats_url}",
+        args = [f"--listen=127.0.0.1:{self.port}",
                 f"--metrics-listen=127.0.0.1:{self.metrics_port}", "--log-level=debug"]
-        super().__init__("ingest", args + list(extra))
+        if nats_url is not None:
+            args.append(f"--nats-url={nats_url}")
+        super().__init__("ingest", args + list(extra), env_extra=env)
 
     @property
     def target(self):

@@ -2,8 +2,10 @@
 brings nats-server, FerretDB and the three services up; `make demo`
 (scripts/demo.sh) sends records with grpcurl through reflection and finds
 them in `records` and `audit`; grpc-health-probe says SERVING; every
-/readyz answers; SIGTERM stops the whole stack. Run on free loopback ports
-and a temporary directory, so it never meets a developer's own `make up`.
+/readyz answers; SIGTERM stops the whole stack. Once open (the default), once
+with the shipped least-privilege NATS users (SLUICE_NATS_AUTH=1). Run on
+free loopback ports and a temporary directory, so it never meets a
+developer's own `make up`.
 
 The same in secure mode (SLUICE_SECURE=1, and mtls): credentials made by
 scripts/local-credentials.sh with openssl, sluice-ingest on TLS with JWTs,
@@ -12,6 +14,7 @@ example call it with them."""
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -86,8 +89,10 @@ def demo(env, mongo_port, **extra):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_make_up_then_demo(tmp_path):
-    with stack(tmp_path) as (env, grpc_port, mongo_port, metrics):
+@pytest.mark.parametrize("nats_auth", [False, True], ids=["open", "nats-users"])
+def test_make_up_then_demo(tmp_path, nats_auth):
+    with stack(tmp_path, SLUICE_NATS_AUTH="1" if nats_auth else "0") as \
+            (env, grpc_port, mongo_port, metrics):
         probe = subprocess.run([str(TOOLS / "grpc-health-probe"), f"-addr=127.0.0.1:{grpc_port}"],
                                capture_output=True, text=True, timeout=30)
         assert probe.returncode == 0 and "status: SERVING" in probe.stdout + probe.stderr, probe.stderr
@@ -100,7 +105,23 @@ def test_make_up_then_demo(tmp_path):
         assert "refused" not in d.stdout and "audit.principal" not in d.stdout, d.stdout
         text = harness.http_get(metrics + 1, "/metrics")[1]
         assert harness.metric(text, "sluice_consumer_messages_total", outcome="stored") >= 3
+        for name in ("sluice-ingest", "sluice-transform", "sluice-audit"):
+            access = nats_access(tmp_path / "run" / "logs" / f"{name}.log")
+            assert ("NKey U" in access) == nats_auth, (name, access)
+        if nats_auth:
+            keys = tmp_path / "run" / "nats-keys"
+            assert {p.name for p in keys.iterdir()} == {
+                "ingest.nk", "transform.nk", "audit.nk", "admin.nk"}
+            assert all(p.stat().st_mode & 0o077 == 0 for p in keys.iterdir())
     assert (tmp_path / "run" / "mode").read_text().strip() == "plain"
+
+
+def nats_access(log):
+    """The service's start line on how it connects to NATS."""
+    for line in log.read_text().splitlines():
+        if line.startswith("{") and json.loads(line).get("msg", "").startswith("NATS: "):
+            return json.loads(line)["msg"]
+    return ""
 
 
 @pytest.mark.parametrize("secure", ["1", "mtls"])

@@ -290,3 +290,4 @@ def test_consumer_settings_updated_in_place(pb, ingest, nats_server, downstream,
 def test_max_ack_pending_from_configuration(pb, ingest, nats_server, downstream, mongo):
     downstream("transform", "--max-ack-pending=3000")
     assert consumer_info(nats_server.url, "transform").config.max_ack_pending == 3000
+

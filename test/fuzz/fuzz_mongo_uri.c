@@ -1,42 +1,29 @@
 /* fuzz_mongo_uri: MONGODB_URI as sluice-transform and sluice-audit check it
- * at start (sl_mongo_uri_check, libmongoc's URI parser underneath).
+ * at start (sl_mongo_uri_check: libmongoc's URI parser, its log lines
+ * dropped, and an error naming the URI in sl_mongo_uri_redact's form), and
+ * as they log it (sl_mongo_uri_redact).
  *
- * Oracle: neither the error line for a URI that does not parse nor what
- * libmongoc logs while reading a URI holds its secrets (both reach stderr,
- * and the design keeps secrets out of logs): the password of the userinfo
- * (after "://", between the first ':' and the last '@' before the hosts
- * end) and the value of tlsCertificateKeyFilePassword. With a secret of
- * letters and digits replaced by another, the error and the log must not
- * show the first more often. */
+ * Oracle: no secret of the URI reaches the error line or the redacted form:
+ * the password of the userinfo (after "://", between the first ':' and the
+ * last '@') and the values of the secret options of the query
+ * (tlsCertificateKeyFilePassword, sslClientCertificateKeyPassword,
+ * authMechanismProperties). A secret of letters and digits is replaced by
+ * another of the same length, so that the URI parses the same: the texts
+ * for the second URI must show the first secret at least as often (as part
+ * of other text: masking it there too is allowed). */
 #include <ctype.h>
-#include <mongoc/mongoc.h>
+#include <strings.h>
 
 #include "fuzz.h"
 #include "sl_mongo.h"
 
-#define ERR_LEN 8192
+#define TEXT_LEN 4096
 
-/* What libmongoc logged while checking the URI: it prints to stderr before
- * a service has set its own handler, so it must keep secrets out too. */
-static char logged[4096];
-
-static void on_log(mongoc_log_level_t level, const char *domain, const char *message, void *c)
-{
-    size_t n = strlen(logged);
-    (void)level;
-    (void)domain;
-    (void)c;
-    snprintf(logged + n, sizeof(logged) - n, "%s\n", message);
-}
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    mongoc_init();
-    mongoc_log_set_handler(on_log, NULL);
-    return 0;
-}
+static const char *const secret_options[] = {
+    "tlsCertificateKeyFilePassword",
+    "sslClientCertificateKeyPassword",
+    "authMechanismProperties",
+};
 
 static bool alnum(const char *s, size_t n)
 {
@@ -47,26 +34,26 @@ static bool alnum(const char *s, size_t n)
     return n > 0;
 }
 
-/* Checks uri; out gets the error line (if any) and what libmongoc logged. */
-static bool check(const char *uri, char out[ERR_LEN])
+/* Checks uri; out gets the error line (if any) and the redacted form. */
+static bool check(const char *uri, char out[TEXT_LEN])
 {
     bool ok;
+    size_t n;
 
-    logged[0] = out[0] = '\0';
-    ok = sl_mongo_uri_check(uri, out, ERR_LEN);
+    out[0] = '\0';
+    ok = sl_mongo_uri_check(uri, out, TEXT_LEN / 2);
     if (!ok)
         FUZZ_CHECK(out[0] != '\0');
-    snprintf(out + strlen(out), ERR_LEN - strlen(out), "\n%s", logged);
+    n = strlen(out);
+    out[n++] = '\n';
+    sl_mongo_uri_redact(uri, out + n, TEXT_LEN - n);
     return ok;
 }
 
-/* The secret at uri[at..at+n) must not reach the error or the log: with
- * another secret of the same kind in its place (letters and digits, so that
- * the URI parses the same), they must hold the first secret at least as
- * often (as part of other text: masking it there too is allowed). */
+/* The secret at uri[at..at+n) must not show (see above). */
 static void hidden(const char *uri, bool ok, const char *text, size_t at, size_t n)
 {
-    char *other, *secret, again[ERR_LEN];
+    char *other, *secret, again[TEXT_LEN];
 
     if (!alnum(uri + at, n))
         return;
@@ -82,24 +69,32 @@ static void hidden(const char *uri, bool ok, const char *text, size_t at, size_t
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char text[ERR_LEN], *uri;
-    const char *rest, *opt;
+    char text[TEXT_LEN], *uri;
+    const char *rest, *at, *q;
     bool ok;
 
     if (size > 1024) /* a longer MONGODB_URI is not worth the time */
         return 0;
     uri = fuzz_strndup(data, size);
     ok = check(uri, text);
-    if ((rest = strstr(uri, "://")) != NULL) {
-        /* user:password@ before the hosts end */
-        size_t hosts = strcspn(rest + 3, "/?");
-        const char *at = memrchr(rest + 3, '@', hosts), *colon;
-        if (at != NULL && (colon = memchr(rest + 3, ':', (size_t)(at - rest - 3))) != NULL)
+    rest = strstr(uri, "://");
+    rest = rest != NULL ? rest + 3 : uri;
+    if ((at = strrchr(rest, '@')) != NULL) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        if (colon != NULL)
             hidden(uri, ok, text, (size_t)(colon + 1 - uri), (size_t)(at - colon - 1));
+        rest = at;
     }
-    if ((opt = strcasestr(uri, "tlsCertificateKeyFilePassword=")) != NULL) {
-        opt += strlen("tlsCertificateKeyFilePassword=");
-        hidden(uri, ok, text, (size_t)(opt - uri), strcspn(opt, "&"));
+    for (q = strchr(rest, '?'), q = q != NULL ? q + 1 : NULL; q != NULL && *q != '\0';) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        for (size_t i = 0; eq != NULL && i < sizeof(secret_options) / sizeof(*secret_options);
+             i++) {
+            if ((size_t)(eq - q) == strlen(secret_options[i]) &&
+                strncasecmp(q, secret_options[i], (size_t)(eq - q)) == 0)
+                hidden(uri, ok, text, (size_t)(eq + 1 - uri), (size_t)(q + len - eq - 1));
+        }
+        q += len + (q[len] == '&');
     }
     free(uri);
     return 0;

@@ -45,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     switch (k) {
     case SL_PULL_END:
-        FUZZ_CHECK(strncmp(status, "404", 3) == 0 || strncmp(status, "408", 3) == 0);
+        FUZZ_CHECK(strncmp(status, "404", 3) == 0 || strncmp(status, "408", 3) == 0 ||
+                   (strncmp(status, "409", 3) == 0 && strstr(desc, "Batch Completed") != NULL));
         /* fall through */
     case SL_PULL_FULL:
     case SL_PULL_ERROR:

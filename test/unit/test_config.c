@@ -1,7 +1,11 @@
 /* Unit tests for sl_config: value parsers, precedence of flag over
- * environment over default, bounds, and the one-line errors. */
+ * environment over default, bounds, the one-line errors, and secrets read
+ * from files. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sl_config.h"
 #include "sl_time.h"
@@ -125,6 +129,55 @@ static void test_time(void)
     CHECK(!sl_time_parse_rfc3339("2023-11-14T22:13:20", &ns));
 }
 
+/* Writes text into a fresh temporary file; returns its path (static). */
+static const char *temp_file(const char *text, size_t len)
+{
+    static char path[64];
+    int fd;
+    snprintf(path, sizeof(path), "/tmp/sl-unit-config-XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    if (write(fd, text, len) != (ssize_t)len)
+        path[0] = '\0';
+    close(fd);
+    return path;
+}
+
+static void test_read_file(void)
+{
+    char err[256], *v = NULL;
+    const char *p;
+
+    /* A Kubernetes Secret file usually ends with one newline; it goes. */
+    p = temp_file("nats://u:s3cret@h:4222\n", 23);
+    CHECK(p != NULL && sl_config_read_file("--nats-url-file", p, &v, err, sizeof(err)));
+    CHECK_STR(v, "nats://u:s3cret@h:4222");
+    free(v);
+    unlink(p);
+    p = temp_file("mongodb://h/db\r\n\n", 17);
+    CHECK(p != NULL && sl_config_read_file("x", p, &v, err, sizeof(err)));
+    CHECK_STR(v, "mongodb://h/db");
+    free(v);
+    unlink(p);
+    /* Empty (or only newlines), or a NUL inside: refused, naming the file,
+     * never showing its content. */
+    p = temp_file("\n", 1);
+    CHECK(p != NULL && !sl_config_read_file("--mongodb-uri-file", p, &v, err, sizeof(err)));
+    CHECK(strstr(err, "--mongodb-uri-file") != NULL && strstr(err, p) != NULL);
+    CHECK(strstr(err, "empty") != NULL);
+    unlink(p);
+    p = temp_file("s3cret\0x", 8);
+    CHECK(p != NULL && !sl_config_read_file("x", p, &v, err, sizeof(err)));
+    CHECK(strstr(err, "s3cret") == NULL);
+    unlink(p);
+    CHECK(!sl_config_read_file("--nats-url-file (NATS_URL_FILE)", "/nonexistent/url", &v, err,
+                               sizeof(err)));
+    CHECK_STR(err, "cannot read --nats-url-file (NATS_URL_FILE) /nonexistent/url: "
+                   "No such file or directory");
+    CHECK(v == NULL);
+}
+
 int main(void)
 {
     TEST(test_parsers);
@@ -133,5 +186,6 @@ int main(void)
     TEST(test_errors);
     TEST(test_parse_again_after_stop);
     TEST(test_time);
+    TEST(test_read_file);
     return UNIT_RESULT();
 }

@@ -35,7 +35,7 @@ static void test_settle(void)
 static void settings_default(sl_consumer_settings *s)
 {
     memset(s, 0, sizeof(*s));
-    s->nats_url = "nats://127.0.0.1:4222";
+    s->nats.url = "nats://127.0.0.1:4222";
     s->mongodb_uri = "mongodb://127.0.0.1/sluice";
     s->stream = "SLUICE";
     s->consumer = "transform";

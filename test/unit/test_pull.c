@@ -60,6 +60,7 @@ static void test_statuses(void)
         {"_INBOX.abc.6", "404", "No Messages", SL_PULL_IGNORE}, /* an earlier request's */
         {"_INBOX.abc.6", "409", "Consumer Deleted", SL_PULL_IGNORE},
         {REPLY, "409", "Exceeded MaxBytes", SL_PULL_FULL},
+        {REPLY, "409", "Batch Completed", SL_PULL_END},
         {REPLY, "409", "Consumer Deleted", SL_PULL_ERROR},
         {REPLY, "409", NULL, SL_PULL_ERROR},
         {REPLY, "503", NULL, SL_PULL_ERROR},

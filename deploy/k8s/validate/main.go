@@ -9,7 +9,8 @@
 //     an unknown or duplicated field, or a value of the wrong type is an
 //     error;
 //  2. applies a few cheap policy rules to every workload (resources, probes,
-//     a non-root read-only container, pinned images);
+//     a non-root read-only container, pinned images) and refuses a Secret
+//     or a literal environment value holding a placeholder ("change-me");
 //  3. checks references between the objects (ConfigMaps, Secrets, Services,
 //     HPA targets, PDB and Service selectors, StatefulSet serviceName).
 //
@@ -96,6 +97,7 @@ type head struct {
 
 func main() {
 	strictOnly := flag.Bool("strict-only", false, "only decode strictly; skip the policy and reference checks")
+	flag.BoolVar(&externalSecrets, "external-secrets", false, "Secrets are managed outside the input: a reference to one that is missing is no error")
 	quiet := flag.Bool("q", false, "print nothing on success")
 	source := flag.String("source", "<stdin>", "the name of standard input in messages")
 	flag.Usage = func() {

@@ -40,6 +40,14 @@ spec:
             readOnlyRootFilesystem: true
             allowPrivilegeEscalation: false
             capabilities: {drop: [ALL]}
+          env:
+            - {name: WEB_MODE, value: quiet}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: web-db}
+stringData: {uri: "mongodb://web:5f1c9e0b27a4d3@db/web"}
+data: {token: "NmQ0YjFlOWEwYzNm"}
 `
 
 func validateText(t *testing.T, text string) []string {
@@ -60,6 +68,18 @@ func TestGoodPasses(t *testing.T) {
 	}
 }
 
+func TestExternalSecrets(t *testing.T) {
+	text := strings.Replace(good, "          env:\n", "          envFrom: [{secretRef: {name: web-env}}]\n          env:\n", 1)
+	if p := validateText(t, text); len(p) != 1 || !strings.Contains(p[0], `Secret "web-env", which is not in the input`) {
+		t.Fatalf("want the missing Secret reported, got:\n%s", strings.Join(p, "\n"))
+	}
+	externalSecrets = true
+	defer func() { externalSecrets = false }()
+	if p := validateText(t, text); len(p) != 0 {
+		t.Fatalf("with -external-secrets, want no problem, got:\n%s", strings.Join(p, "\n"))
+	}
+}
+
 func TestDefectsAreNamed(t *testing.T) {
 	cases := []struct{ name, from, to, want string }{
 		{"unknown field", "replicas: 2", "replica: 2", `Deployment web: strict decoding error: unknown field "spec.replica"`},
@@ -75,6 +95,10 @@ func TestDefectsAreNamed(t *testing.T) {
 		{"latest image", "example/web:1.0", "example/web:latest", "is not pinned"},
 		{"unknown probe port", "port: http}}", "port: htp}}", `readinessProbe.httpGet.port "htp" names no container port`},
 		{"selector mismatch", "selector: {app: web}", "selector: {app: wbe}", "matches no pod template"},
+		// Secrets must be real: a placeholder in one refuses the rendering.
+		{"placeholder password", "web:5f1c9e0b27a4d3@", "web:change-me@", `Secret web-db: stringData.uri holds a placeholder ("change-me")`},
+		{"placeholder in data", "NmQ0YjFlOWEwYzNm", "UExBQ0VIT0xERVJ4eXo=", `Secret web-db: data.token holds a placeholder ("placeholder")`},
+		{"placeholder env", "value: quiet", "value: CHANGEME", `env WEB_MODE holds a placeholder ("changeme")`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -36,12 +37,56 @@ func podTemplate(obj any) (*corev1.PodTemplateSpec, bool) {
 	return nil, false
 }
 
+// placeholders are the markers of a value someone was meant to replace:
+// a Secret holding one (or a literal environment value) refuses the
+// rendering, so that no "change-me" password reaches a cluster.
+var placeholders = []string{"change-me", "changeme", "change_me", "replace-me", "replaceme", "placeholder"}
+
+func placeholderIn(v string) string {
+	lower := strings.ToLower(v)
+	for _, p := range placeholders {
+		if strings.Contains(lower, p) {
+			return p
+		}
+	}
+	return ""
+}
+
+// checkSecret refuses a Secret with a placeholder in any value; the value
+// itself is never printed.
+func checkSecret(o *object, sec *corev1.Secret, rep *report) {
+	keys := func(m map[string]string) []string {
+		out := make([]string, 0, len(m))
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	data := map[string]string{}
+	for k, v := range sec.Data {
+		data[k] = string(v)
+	}
+	for _, k := range keys(data) {
+		if p := placeholderIn(data[k]); p != "" {
+			rep.add(o, "data.%s holds a placeholder (%q): generate real secrets (deploy/k8s/secrets.sh) or supply them", k, p)
+		}
+	}
+	for _, k := range keys(sec.StringData) {
+		if p := placeholderIn(sec.StringData[k]); p != "" {
+			rep.add(o, "stringData.%s holds a placeholder (%q): generate real secrets (deploy/k8s/secrets.sh) or supply them", k, p)
+		}
+	}
+}
+
 // checkObject applies the per-object rules.
 func checkObject(o *object, rep *report) {
 	if tpl, longLived := podTemplate(o.obj); tpl != nil {
 		checkPodSpec(o, &tpl.Spec, longLived, rep)
 	}
 	switch w := o.obj.(type) {
+	case *corev1.Secret:
+		checkSecret(o, w, rep)
 	case *appsv1.Deployment:
 		checkSelector(o, "spec.selector", w.Spec.Selector, w.Spec.Template.Labels, rep)
 	case *appsv1.StatefulSet:
@@ -202,6 +247,13 @@ func checkPodSpec(o *object, spec *corev1.PodSpec, longLived bool, rep *report) 
 			}
 		}
 
+		// Literal environment values are no place for a placeholder either.
+		for _, e := range c.Env {
+			if p := placeholderIn(e.Value); p != "" {
+				rep.add(o, "%s: env %s holds a placeholder (%q)", field, e.Name, p)
+			}
+		}
+
 		// Volume mounts name declared volumes.
 		vols := map[string]bool{}
 		for _, v := range spec.Volumes {
@@ -219,6 +271,10 @@ func checkPodSpec(o *object, spec *corev1.PodSpec, longLived bool, rep *report) 
 		}
 	}
 }
+
+// externalSecrets: the Secrets come from outside the rendering (a secret
+// manager in the cluster), so a reference to a missing one is expected.
+var externalSecrets bool
 
 // checkReferences checks what objects say about each other.
 func checkReferences(objs []*object, rep *report) {
@@ -256,7 +312,7 @@ func checkReferences(objs []*object, rep *report) {
 		if tpl, _ := podTemplate(o.obj); tpl != nil {
 			spec := &tpl.Spec
 			need := func(kind, name, where string, optional *bool) {
-				if optional != nil && *optional {
+				if (optional != nil && *optional) || (kind == "Secret" && externalSecrets) {
 					return
 				}
 				if !exists(kind, ns, name) {
