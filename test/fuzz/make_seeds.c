@@ -263,6 +263,7 @@ static void pull_status_seeds(void)
         {"408", "_INBOX.fuzz.7\nNATS/1.0 408 Request Timeout\r\n\r\n"},
         {"409-max-bytes", "_INBOX.fuzz.7\nNATS/1.0 409 Message Size Exceeds MaxBytes\r\n\r\n"},
         {"409-deleted", "_INBOX.fuzz.7\nNATS/1.0 409 Consumer Deleted\r\n\r\n"},
+        {"409-batch-completed", "_INBOX.fuzz.7\nNATS/1.0 409 Batch Completed\r\n\r\n"},
         {"100-heartbeat", "_INBOX.fuzz.7\nNATS/1.0 100 Idle Heartbeat\r\n\r\n"},
         {"503", "_INBOX.fuzz.7\nNATS/1.0 503\r\n\r\n"},
         {"404-earlier-request", "_INBOX.fuzz.6\nNATS/1.0 404 No Messages\r\n\r\n"},
