@@ -3,7 +3,7 @@
 #               SLUICE_SECURE=1 make up: the same with TLS, JWTs, API keys and a policy
 #               (credentials made in .run/secure/), SLUICE_SECURE=mtls: and client certificates
 #   make test   install what is missing, build, and run every test (also under ASan/UBSan)
-.PHONY: up test test-fast test-faults build bench demo k8s clean
+.PHONY: up test test-fast test-faults build bench demo k8s fuzz clean
 
 up:
 	bash scripts/run-local.sh
@@ -31,5 +31,9 @@ demo:
 k8s:
 	bash deploy/k8s/check.sh
 
+# libFuzzer harnesses (test/fuzz), FUZZ_SECONDS each (default 60); see docs/fuzzing.md.
+fuzz:
+	bash scripts/fuzz.sh
+
 clean:
-	rm -rf build build-asan .run bench/results
+	rm -rf build build-asan build-fuzz .run bench/results

@@ -202,7 +202,10 @@ sl_config_result sl_config_parse(const sl_option *opts, int argc, char **argv,
     longs[n].has_arg = no_argument;
     longs[n].val = 'h';
 
-    optind = 1;
+    /* 0, not 1: glibc then also forgets where an earlier parse stopped
+     * inside a cluster of short options ("-xh"), which would make this
+     * one start there, in the earlier argv. */
+    optind = 0;
     opterr = 0;
     while (res == SL_CONFIG_OK && (c = getopt_long(argc, argv, "h", longs, &idx)) != -1) {
         if (c == 'h') {

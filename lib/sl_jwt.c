@@ -238,18 +238,29 @@ static bool audience_holds(const bson_t *claims, const char *want)
     return false;
 }
 
+/* A NumericDate as RFC 3339 text for a message. Times an int64 of
+ * nanoseconds cannot hold (before 1677, after 2262) are clamped to its
+ * ends: converting them would be undefined. */
+static void claim_time_text(double s, char *out, size_t len)
+{
+    const double lo = -9223372036.0, hi = 9223372036.0;
+    double clamped = s >= lo ? (s <= hi ? s : hi) : lo; /* NaN: lo */
+
+    sl_time_rfc3339((int64_t)(clamped * 1e9), out, len);
+}
+
 /* exp and nbf at now, with the skew: checked on every use, cached or not. */
 static bool times_valid(const jwt_times *t, int64_t now, char *why, size_t whylen)
 {
     char at[SL_RFC3339_LEN];
 
     if (t->has_exp && (double)now > t->exp + SL_JWT_SKEW_S) {
-        sl_time_rfc3339((int64_t)(t->exp * 1e9), at, sizeof(at));
+        claim_time_text(t->exp, at, sizeof(at));
         snprintf(why, whylen, "token expired at %.19sZ", at);
         return false;
     }
     if (t->has_nbf && (double)now + SL_JWT_SKEW_S < t->nbf) {
-        sl_time_rfc3339((int64_t)(t->nbf * 1e9), at, sizeof(at));
+        claim_time_text(t->nbf, at, sizeof(at));
         snprintf(why, whylen, "token not valid before %.19sZ", at);
         return false;
     }

@@ -146,12 +146,74 @@ void sl_mongo_uri_redact(const char *uri, char *out, size_t outlen)
         put_query(out, outlen, &at, query + 1);
 }
 
-/* "invalid MongoDB URI "<redacted>": <why>" */
+/* What sl_mongo_uri_redact masks, as places in uri: the userinfo's
+ * password and the values of the secret options. */
+typedef struct secret {
+    const char *at;
+    size_t len;
+} secret;
+
+#define MAX_SECRETS 16
+
+static size_t uri_secrets(const char *uri, secret *out)
+{
+    const char *scheme_end = strstr(uri, "://"), *rest, *at_sign, *q;
+    size_t n = 0;
+
+    rest = scheme_end != NULL ? scheme_end + 3 : uri;
+    at_sign = strrchr(rest, '@');
+    if (at_sign != NULL) {
+        const char *colon = memchr(rest, ':', (size_t)(at_sign - rest));
+        if (colon != NULL && at_sign > colon + 1)
+            out[n++] = (secret){colon + 1, (size_t)(at_sign - colon - 1)};
+        rest = at_sign;
+    }
+    q = strchr(rest, '?');
+    for (q = q != NULL ? q + 1 : NULL; q != NULL && *q != '\0' && n < MAX_SECRETS;) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        if (eq != NULL && option_secret(q, (size_t)(eq - q)) && q + len > eq + 1)
+            out[n++] = (secret){eq + 1, (size_t)(q + len - eq - 1)};
+        q += len;
+        if (*q == '&')
+            q++;
+    }
+    return n;
+}
+
+/* text with every occurrence of each secret masked (malloc'd). */
+static char *text_mask(const char *text, const secret *s, size_t n)
+{
+    char *cur = bson_strdup(text);
+
+    for (size_t i = 0; i < n; i++) {
+        bson_string_t *out = bson_string_new(NULL);
+        char *needle = bson_strndup(s[i].at, s[i].len);
+        const char *from = cur, *hit;
+        while ((hit = strstr(from, needle)) != NULL) {
+            bson_string_append_printf(out, "%.*s***", (int)(hit - from), from);
+            from = hit + s[i].len;
+        }
+        bson_string_append(out, from);
+        bson_free(needle);
+        bson_free(cur);
+        cur = bson_string_free(out, false);
+    }
+    return cur;
+}
+
+/* "invalid MongoDB URI "<redacted>": <why>", the secrets masked in why too:
+ * libmongoc's message may quote the password ("Password "..." must not
+ * have unescaped chars"). */
 static void uri_error(const char *uri, const char *why, char *err, size_t errlen)
 {
     char shown[1024];
+    secret s[MAX_SECRETS];
+    char *message = text_mask(why, s, uri_secrets(uri, s));
+
     sl_mongo_uri_redact(uri, shown, sizeof(shown));
-    snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", shown, why);
+    snprintf(err, errlen, "invalid MongoDB URI \"%s\": %s", shown, message);
+    bson_free(message);
 }
 
 /* Drops libmongoc's log lines while a URI is only checked: the error that
@@ -357,7 +419,9 @@ static void outcome_set(sl_mongo_outcome *o, int32_t code, const char *msg)
     snprintf(o->error, sizeof(o->error), "%s", msg != NULL ? msg : "");
 }
 
-/* Reads one writeErrors entry; false when it is malformed. */
+/* Reads one writeErrors entry; false when it is malformed or names a
+ * document an earlier entry named (the reply would then not account for
+ * every document). */
 static bool write_error_apply(const bson_t *entry, size_t n, sl_mongo_outcome *out)
 {
     bson_iter_t it;
@@ -371,7 +435,7 @@ static bool write_error_apply(const bson_t *entry, size_t n, sl_mongo_outcome *o
         code = (int32_t)bson_iter_as_int64(&it);
     if (bson_iter_init_find(&it, entry, "errmsg") && BSON_ITER_HOLDS_UTF8(&it))
         msg = bson_iter_utf8(&it, NULL);
-    if (index < 0 || (size_t)index >= n || code == 0)
+    if (index < 0 || (size_t)index >= n || code == 0 || out[index].code != 0)
         return false;
     outcome_set(&out[index], code, msg);
     return true;

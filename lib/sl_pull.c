@@ -23,15 +23,6 @@ struct sl_pull {
     int64_t max_bytes;     /* of the current fetch; 0: no bound */
 };
 
-/* What a message received on the subscription is to the current fetch. */
-typedef enum pull_kind {
-    PULL_DATA,   /* a stream message: take it */
-    PULL_END,    /* the current request is over (404, 408, 409 Batch Completed) */
-    PULL_ERROR,  /* the current request was refused (409, 503, ...) */
-    PULL_FULL,   /* the current request's byte bound is reached (409 MaxBytes) */
-    PULL_IGNORE, /* a heartbeat, or a status of an earlier request */
-} pull_kind;
-
 natsStatus sl_pull_open(sl_pull **out, natsConnection *nc, const char *stream, const char *consumer)
 {
     sl_pull *p = calloc(1, sizeof(*p));
@@ -95,24 +86,25 @@ static bool is_delivery(natsMsg *m, const char **status)
     return natsMsg_GetDataLength(m) > 0 || natsMsgHeader_Get(m, "Status", status) != NATS_OK;
 }
 
-static pull_kind classify(const sl_pull *p, natsMsg *m)
+sl_pull_kind sl_pull_classify(natsMsg *m, const char *reply, const char **status,
+                              const char **desc)
 {
-    const char *status = NULL, *desc = NULL;
-
-    if (is_delivery(m, &status))
-        return PULL_DATA;
-    if (strcmp(natsMsg_GetSubject(m), p->reply) != 0 || strncmp(status, "100", 3) == 0)
-        return PULL_IGNORE;
-    if (strncmp(status, "404", 3) == 0 || strncmp(status, "408", 3) == 0)
-        return PULL_END;
-    natsMsgHeader_Get(m, "Description", &desc);
-    if (strncmp(status, "409", 3) == 0 && desc != NULL && strstr(desc, "MaxBytes") != NULL)
-        return PULL_FULL;
+    *status = NULL;
+    *desc = NULL;
+    if (is_delivery(m, status))
+        return SL_PULL_DATA;
+    if (strcmp(natsMsg_GetSubject(m), reply) != 0 || strncmp(*status, "100", 3) == 0)
+        return SL_PULL_IGNORE;
+    if (strncmp(*status, "404", 3) == 0 || strncmp(*status, "408", 3) == 0)
+        return SL_PULL_END;
+    natsMsgHeader_Get(m, "Description", desc);
+    if (strncmp(*status, "409", 3) == 0 && *desc != NULL && strstr(*desc, "MaxBytes") != NULL)
+        return SL_PULL_FULL;
     /* A request with max_bytes that delivered its whole batch ends so. */
-    if (strncmp(status, "409", 3) == 0 && desc != NULL && strstr(desc, "Batch Completed") != NULL)
-        return PULL_END;
-    sl_log(SL_LOG_WARN, "pull request refused: %s %s", status, desc != NULL ? desc : "");
-    return PULL_ERROR;
+    if (strncmp(*status, "409", 3) == 0 && *desc != NULL &&
+        strstr(*desc, "Batch Completed") != NULL)
+        return SL_PULL_END;
+    return SL_PULL_ERROR;
 }
 
 /* Takes messages into msgs until max, the end of the current request, or
@@ -124,9 +116,10 @@ static natsStatus collect(sl_pull *p, natsMsg **msgs, int max, int *n, int64_t d
     *full = false;
     while (*n < max) {
         int64_t left = deadline - sl_time_mono_ms();
+        const char *status, *desc;
         natsMsg *m = NULL;
         natsStatus s;
-        pull_kind kind;
+        sl_pull_kind kind;
 
         if (left <= 0)
             return NATS_OK;
@@ -135,17 +128,19 @@ static natsStatus collect(sl_pull *p, natsMsg **msgs, int max, int *n, int64_t d
             return NATS_OK;
         if (s != NATS_OK)
             return s;
-        kind = classify(p, m);
-        if (kind == PULL_DATA) {
+        kind = sl_pull_classify(m, p->reply, &status, &desc);
+        if (kind == SL_PULL_DATA) {
             msgs[(*n)++] = m;
             continue;
         }
+        if (kind == SL_PULL_ERROR)
+            sl_log(SL_LOG_WARN, "pull request refused: %s %s", status, desc != NULL ? desc : "");
         natsMsg_Destroy(m);
-        if (kind == PULL_FULL)
+        if (kind == SL_PULL_FULL)
             *full = true;
-        if (kind == PULL_FULL || kind == PULL_END)
+        if (kind == SL_PULL_FULL || kind == SL_PULL_END)
             return NATS_OK;
-        if (kind == PULL_ERROR)
+        if (kind == SL_PULL_ERROR)
             return NATS_ERR;
     }
     return NATS_OK;

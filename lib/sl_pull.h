@@ -59,6 +59,24 @@ void sl_pull_close(sl_pull *p);
 natsStatus sl_pull_fetch(sl_pull *p, natsMsg **msgs, int max, int64_t max_bytes,
                          int64_t wait_ms, int *n);
 
+/* ---- pure helpers, exposed for tests ------------------------------------ */
+
+/* What a message received on the subscription is to the current fetch. */
+typedef enum sl_pull_kind {
+    SL_PULL_DATA,   /* a stream message: take it */
+    SL_PULL_END,    /* the current request is over (404, 408, 409 Batch Completed) */
+    SL_PULL_ERROR,  /* the current request was refused (409, 503, ...) */
+    SL_PULL_FULL,   /* the current request's byte bound is reached (409 MaxBytes) */
+    SL_PULL_IGNORE, /* a heartbeat, or a status of an earlier request */
+} sl_pull_kind;
+
+/* Classifies m, received while the current request's reply subject is
+ * reply. A status message has a Status header and no body; for
+ * SL_PULL_ERROR, *status and *desc (NULL when the message has none) are
+ * its Status and Description headers, owned by m. Reads m only. */
+sl_pull_kind sl_pull_classify(natsMsg *m, const char *reply, const char **status,
+                              const char **desc);
+
 /* Settle one message: acknowledge, redeliver after delay_ms, stop
  * redelivering, or restart its ack timer. */
 natsStatus sl_pull_ack(natsConnection *nc, natsMsg *m);

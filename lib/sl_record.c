@@ -1,8 +1,10 @@
 /* sl_record: see sl_record.h.
  *
  * Character rules are checked by hand (they are ASCII classes, cheaper than a
- * regex and clearer in the error); UTF-8 and JSON go to libbson, so that
- * Sluice accepts exactly what its downstream BSON writers can store. */
+ * regex and clearer in the error); a payload must be JSON by RFC 8259's
+ * grammar (sl_json) and then readable by libbson, so that Sluice accepts
+ * only what every reader of the stream can parse and what its downstream
+ * BSON writers can store. */
 #include "sl_record.h"
 
 #include <bson/bson.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "sl_grpc_codes.h"
+#include "sl_json.h"
 #include "sl_time.h"
 #include "sl_utf8.h"
 
@@ -56,30 +59,6 @@ bool sl_record_type_valid(const char *type)
     return n > 0 && token > 0;
 }
 
-/* The offset just past the top-level object that starts at payload[0], or 0
- * when it never closes. Only brackets and strings are followed: enough to
- * find where the object ends, while libbson judges whether it is JSON. */
-static size_t object_end(const uint8_t *p, size_t len)
-{
-    size_t depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        if (in_string) {
-            if (p[i] == '\\')
-                i++;
-            else if (p[i] == '"')
-                in_string = false;
-        } else if (p[i] == '"') {
-            in_string = true;
-        } else if (p[i] == '{' || p[i] == '[') {
-            depth++;
-        } else if ((p[i] == '}' || p[i] == ']') && --depth == 0) {
-            return i + 1;
-        }
-    }
-    return 0;
-}
-
 static bool is_space(uint8_t c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -89,27 +68,22 @@ bool sl_record_payload_is_object(const uint8_t *payload, size_t len, char *why, 
 {
     bson_error_t error;
     bson_t doc;
-    size_t i = 0, end;
+    size_t i = 0;
 
     if (!bson_utf8_validate((const char *)payload, len, false)) {
         snprintf(why, whylen, "not valid UTF-8");
         return false;
     }
-    /* libbson reads any top-level value shape into a document and stops
-     * after the first one: insist on one object and nothing after it. */
     while (i < len && is_space(payload[i]))
         i++;
     if (i == len || payload[i] != '{') {
         snprintf(why, whylen, "not a JSON object");
         return false;
     }
-    end = object_end(payload + i, len - i);
-    for (size_t j = end ? i + end : len; j < len; j++) {
-        if (!is_space(payload[j])) {
-            snprintf(why, whylen, "more than one JSON value");
-            return false;
-        }
-    }
+    /* libbson's reader is lenient (see sl_json.h): the grammar first, then
+     * what BSON can hold. */
+    if (!sl_json_valid(payload, len, why, whylen))
+        return false;
     if (!bson_init_from_json(&doc, (const char *)payload + i, (ssize_t)(len - i), &error)) {
         snprintf(why, whylen, "%s", error.message);
         return false;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Sluice needs to build, run and test, idempotently:
-#   - Debian packages (compilers, gRPC C core, protobuf-c, cnats, libmongoc, libjq, ...)
+#   - Debian packages (compilers, clang and its libFuzzer runtime, gRPC C core,
+#     protobuf-c, cnats, libmongoc, libjq, ...)
 #   - Go-built servers and tools into .tools/bin (nats-server, FerretDB, natscli,
 #     grpcurl, ghz, grpc-health-probe, buf)
 #   - a Python virtual environment in .venv with the test clients
@@ -23,6 +24,7 @@ apt_packages=(
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   libnats-dev libmongoc-dev libbson-dev libjq-dev libmicrohttpd-dev libssl-dev libjwt-dev
   python3-venv golang-go curl nodejs npm
+  clang libclang-rt-14-dev
 )
 # A newer Go or Node already on PATH is kept; Debian's are only fallbacks.
 have_go=0; command -v go >/dev/null 2>&1 && have_go=1

@@ -5,8 +5,10 @@
 #      cluster, every fault once, at least 5,000 records; about two minutes);
 #   3. unit, end-to-end and short fault suite again on an AddressSanitizer +
 #      UndefinedBehaviorSanitizer build;
-#   4. the Kubernetes manifests rendered and validated offline;
-#   5. buf lint on proto/.
+#   4. every libFuzzer harness once over its committed seeds (test/fuzz/corpus:
+#      examples, and every input a harness ever failed on; about 20 s);
+#   5. the Kubernetes manifests rendered and validated offline;
+#   6. buf lint on proto/.
 # Every test starts and stops the servers it needs (nats-server, FerretDB) on
 # free loopback ports. Exits non-zero on the first failing stage; the last
 # line sums up the stages.
@@ -55,6 +57,10 @@ if [ "${SLUICE_TEST_SANITIZE:-1}" = 1 ]; then
   export LSAN_OPTIONS="suppressions=$root/test/lsan.supp:print_suppressions=0"
   stage "unit + end-to-end (ASan+UBSan build)" run_suite "$root/build-asan"
   stage "faults, short (ASan+UBSan build)" run_faults "$root/build-asan"
+fi
+
+if [ "${SLUICE_TEST_FUZZ:-1}" = 1 ]; then
+  stage "fuzz harnesses over their seeds" env FUZZ_REGRESSION=1 bash scripts/fuzz.sh
 fi
 
 if [ -f deploy/k8s/check.sh ]; then

@@ -11,6 +11,7 @@
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "sl_grpc_call.h"
 #include "sl_grpc_codes.h"
+#include "sl_pb_check.h"
 
 #define MAX_CLOSURE 64
 
@@ -120,27 +121,46 @@ static uint8_t *answer(const sl_reflect *ix, request *req, size_t *len)
     return buf;
 }
 
+int reflection_answer(const sl_reflect *index, const uint8_t *data, size_t len, uint8_t **out,
+                      size_t *outlen, const char **why)
+{
+    request *req = NULL;
+
+    /* protobuf-c also reads bytes that are no proto3 message (a field
+     * number 0 in a long tag, strings that are not UTF-8), and the request
+     * is echoed in the response, which clients must be able to read. */
+    if (sl_pb_check(&grpc__reflection__v1__server_reflection_request__descriptor, data, len, NULL,
+                    0) == SL_PB_OK)
+        req = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, data);
+    if (req == NULL) {
+        *why = "request: not a ServerReflectionRequest";
+        return SL_GRPC_INVALID_ARGUMENT;
+    }
+    *outlen = 0;
+    *out = answer(index, req, outlen);
+    grpc__reflection__v1__server_reflection_request__free_unpacked(req, NULL);
+    if (*out == NULL) {
+        *why = "out of memory";
+        return SL_GRPC_RESOURCE_EXHAUSTED;
+    }
+    return 0;
+}
+
 static void reflection_recv(sl_call *b, const uint8_t *data, size_t len)
 {
     reflection_call *c = (reflection_call *)b;
-    request *req;
-    uint8_t *buf;
+    const char *why = NULL;
+    uint8_t *buf = NULL;
     size_t n = 0;
+    int code;
 
     if (data == NULL) {
         sl_call_status_locked(b, SL_GRPC_OK, "");
         return;
     }
-    req = grpc__reflection__v1__server_reflection_request__unpack(NULL, len, data);
-    if (req == NULL) {
-        sl_call_status_locked(b, SL_GRPC_INVALID_ARGUMENT,
-                              "request: not a ServerReflectionRequest");
-        return;
-    }
-    buf = answer(c->svc->index, req, &n);
-    grpc__reflection__v1__server_reflection_request__free_unpacked(req, NULL);
-    if (buf == NULL)
-        sl_call_status_locked(b, SL_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+    code = reflection_answer(c->svc->index, data, len, &buf, &n, &why);
+    if (code != 0)
+        sl_call_status_locked(b, code, why);
     else
         sl_call_send_locked(b, buf, n, false, 0, NULL);
 }

@@ -17,4 +17,13 @@ reflection_service *reflection_service_new(sl_grpc_server *srv, const sl_reflect
                                            sl_auth *auth);
 void reflection_service_free(reflection_service *r);
 
+/* The answer to one ServerReflectionRequest, data[0..len), from index: 0
+ * with *out (malloc'd, the caller's) and *outlen set to the packed
+ * ServerReflectionResponse; or a gRPC status code, with *why set to a
+ * static message: INVALID_ARGUMENT when the bytes are not a request,
+ * RESOURCE_EXHAUSTED without memory. What a call does with each request;
+ * pure, any thread. */
+int reflection_answer(const sl_reflect *index, const uint8_t *data, size_t len, uint8_t **out,
+                      size_t *outlen, const char **why);
+
 #endif

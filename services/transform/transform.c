@@ -56,6 +56,9 @@ static bool rule_compile(transform_rules *r, rule *ru, const char *origin, char 
     }
     r->jq_error[0] = '\0';
     jq_set_error_cb(ru->jq, on_jq_error, r);
+    /* no module search path: an import is a clean "module not found",
+     * where libjq 1.6 without one fails an assertion */
+    jq_set_attr(ru->jq, jv_string("JQ_LIBRARY_PATH"), jv_array());
     if (jq_compile(ru->jq, ru->program))
         return true;
     snprintf(err, errlen, "rules file %s: jq program for \"%s\" does not compile: %s", origin,
@@ -114,9 +117,13 @@ transform_rules *transform_rules_parse(const char *json, size_t len, const char 
 {
     transform_rules *r = calloc(1, sizeof(*r));
     bson_error_t error;
-    size_t lead = strspn(json, " \t\r\n");
+    size_t lead = 0;
     bson_t doc;
 
+    /* bounded by len: the text need not end with a NUL */
+    while (lead < len &&
+           (json[lead] == ' ' || json[lead] == '\t' || json[lead] == '\r' || json[lead] == '\n'))
+        lead++;
     if (r == NULL) {
         snprintf(err, errlen, "rules file %s: out of memory", origin);
         return NULL;
@@ -406,12 +413,18 @@ static void append_attributes(bson_t *doc, const Sluice__V1__Record *rec)
     bson_append_document_end(doc, &child);
 }
 
+/* Ingest refuses times outside google.protobuf.Timestamp's range; a
+ * message written by anything else may hold one past an int64 of
+ * milliseconds, which is stored as null. */
 static void append_time_or_null(bson_t *doc, const char *key, const Google__Protobuf__Timestamp *t)
 {
-    if (t == NULL)
+    int64_t ms;
+
+    if (t == NULL || __builtin_mul_overflow(t->seconds, (int64_t)1000, &ms) ||
+        __builtin_add_overflow(ms, (int64_t)(t->nanos / 1000000), &ms))
         bson_append_null(doc, key, -1);
     else
-        bson_append_date_time(doc, key, -1, t->seconds * 1000 + t->nanos / 1000000);
+        bson_append_date_time(doc, key, -1, ms);
 }
 
 static bool text_valid(const char *s)
@@ -453,14 +466,15 @@ static bool document_append(bson_t *doc, const sl_delivery *d, const Sluice__V1_
     append_time_or_null(doc, "event_time", rec->event_time);
     BSON_APPEND_DATE_TIME(doc, "received_at", sl_delivery_received_ns(d) / 1000000);
     BSON_APPEND_INT64(doc, "stream_seq", (int64_t)d->stream_seq);
-    if (principal != NULL && principal[0] != '\0')
+    /* headers are written as they are only when they are text */
+    if (principal != NULL && principal[0] != '\0' && text_valid(principal))
         BSON_APPEND_UTF8(doc, "principal", principal);
     else
         BSON_APPEND_NULL(doc, "principal");
     if (!transform_jv_append(doc, "data", data, err, errlen))
         return false;
     BSON_APPEND_DATE_TIME(doc, "transformed_at", now_ns / 1000000);
-    if (traceparent != NULL && traceparent[0] != '\0')
+    if (traceparent != NULL && traceparent[0] != '\0' && text_valid(traceparent))
         BSON_APPEND_UTF8(doc, "traceparent", traceparent);
     return true;
 }

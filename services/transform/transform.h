@@ -12,7 +12,8 @@
  * a type no key matches is stored as sent. The file is read with libbson,
  * which keeps keys in file order (a jv object would not). Every program is
  * compiled once, at load; one that does not compile makes the load fail
- * with the file, the pattern and jq's message.
+ * with the file, the pattern and jq's message. Programs import no modules
+ * (jq's library path is empty).
  *
  * Running. A program gets the payload (a JSON object) as input and must
  * produce exactly one JSON object; anything else (payload not an object,
@@ -26,6 +27,8 @@
  * {_id: record id, type, key, attributes, event_time, received_at,
  *  stream_seq, principal, data, transformed_at, traceparent (when present)}.
  * principal is the Sluice-Principal header (null without authentication).
+ * A header value that is not UTF-8 is left out (principal null, no
+ * traceparent): a document must hold text only.
  * Attribute keys are stored with '.' and a leading '$' replaced by their
  * full-width forms (U+FF0E, U+FF04), which both MongoDB and FerretDB accept.
  *

@@ -101,6 +101,22 @@ static void test_errors(void)
     unsetenv("UT_COUNT");
 }
 
+/* getopt keeps where it was inside a cluster of short options ("-xh")
+ * between calls; a parse that stopped there must not leave the next one
+ * to start from it (reading the earlier argv, possibly freed). Found by
+ * fuzz_config. */
+static void test_parse_again_after_stop(void)
+{
+    char err[256];
+    char first[] = "-xh";
+    char *cluster[] = {"prog", first, NULL};
+    char *none[] = {"prog", NULL};
+
+    CHECK(parse(2, cluster, err) == SL_CONFIG_ERROR);
+    memset(first, '.', 3); /* as if the caller freed it */
+    CHECK(parse(1, none, err) == SL_CONFIG_OK);
+}
+
 static void test_time(void)
 {
     char buf[SL_RFC3339_LEN];
@@ -168,6 +184,7 @@ int main(void)
     TEST(test_defaults);
     TEST(test_precedence);
     TEST(test_errors);
+    TEST(test_parse_again_after_stop);
     TEST(test_time);
     TEST(test_read_file);
     return UNIT_RESULT();

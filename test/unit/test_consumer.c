@@ -145,11 +145,55 @@ static void test_reply_not_accounted_is_whole_batch_failure(void)
     bson_destroy(r);
 }
 
+/* A reply naming one document twice in writeErrors does not account for
+ * the batch: with nInserted it added up to the batch's size, and a document
+ * the server never stored was counted as stored, then acknowledged. Found
+ * by fuzz_mongo_reply. */
+static void test_reply_repeated_index_is_whole_batch_failure(void)
+{
+    sl_mongo_outcome out[3];
+    bson_t *r = reply("{\"nInserted\": 1, \"writeErrors\": [{\"index\": 0, \"code\": 2}, "
+                      "{\"index\": 0, \"code\": 2}]}");
+    CHECK(r != NULL);
+    CHECK(!sl_mongo_reply_outcomes(r, 3, out));
+    bson_destroy(r);
+}
+
 static void test_mongo_open_rejects_bad_uri(void)
 {
     sl_mongo_config mc = {"postgres://x", "test", 1000};
     CHECK(sl_mongo_open(&mc, err, sizeof(err)) == NULL);
     CHECK(strncmp(err, "invalid MongoDB URI", 19) == 0);
+}
+
+/* An invalid URI is named in the error with its secrets masked, also
+ * where libmongoc's own message quotes them: the line is printed at start,
+ * and secrets stay out of logs. Found by fuzz_mongo_uri. */
+static void test_mongo_uri_errors_hide_secrets(void)
+{
+    const char *bad[] = {
+        "mongodb://app:s3cr3t@db.example:99999/sluice",
+        "mongodb://app:s3cr3t@db.example/sluice?tls=maybe",
+        "mongodb://app:s3cr3t@/sluice",
+        "mongodb://app:pa/s3cr3t@db:99999/sluice",
+        "mongodb://app:s3cr3t@db:99999/sluice?appname=a@b",
+        "mongodb://db/sluice?tls=x&tlsCertificateKeyFilePassword=s3cr3t",
+        "mongodb://db/sluice?TLSCERTIFICATEKEYFILEPASSWORD=s3cr3t&tls=x",
+        "mongodb://app:pa:s3cr3t@db/sluice", /* libmongoc's message quotes it */
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sl_mongo_config mc = {bad[i], "test", 1000};
+        CHECK(!sl_mongo_uri_check(bad[i], err, sizeof(err)));
+        CHECK(strncmp(err, "invalid MongoDB URI \"", 21) == 0);
+        CHECK(strstr(err, "s3cr3t") == NULL);
+        CHECK(sl_mongo_open(&mc, err, sizeof(err)) == NULL);
+        CHECK(strstr(err, "s3cr3t") == NULL);
+    }
+    CHECK(!sl_mongo_uri_check(bad[0], err, sizeof(err)));
+    CHECK(strstr(err, "URI \"mongodb://app:***@db.example:99999/sluice\": ") != NULL);
+    CHECK(!sl_mongo_uri_check(bad[5], err, sizeof(err)));
+    CHECK(strstr(err, "\"mongodb://db/sluice?tls=x&tlsCertificateKeyFilePassword=***\"") != NULL);
 }
 
 static void test_mongo_database_from_uri(void)
@@ -236,7 +280,9 @@ int main(void)
     TEST(test_reply_all_inserted);
     TEST(test_reply_duplicates_are_stored);
     TEST(test_reply_not_accounted_is_whole_batch_failure);
+    TEST(test_reply_repeated_index_is_whole_batch_failure);
     TEST(test_mongo_open_rejects_bad_uri);
+    TEST(test_mongo_uri_errors_hide_secrets);
     TEST(test_mongo_database_from_uri);
     TEST(test_consumer_config);
     TEST(test_consumer_plan);

@@ -127,6 +127,28 @@ static void test_refusals(void)
     sl_jwt_free(j);
 }
 
+/* exp and nbf far outside what an int64 of nanoseconds holds: the refusal
+ * names them clamped to that range, not converted out of range (undefined
+ * behaviour, which on x86-64 turned a far-future nbf into 1677). Found by
+ * fuzz_jwt (UBSan: float-cast-overflow). */
+static void test_times_out_of_range(void)
+{
+    char err[256], why[256], who[SL_PRINCIPAL_MAX];
+    sl_jwt *j = sl_jwt_new_pem(ec.pub, ec.pub_len, NULL, NULL, err, sizeof(err));
+    char *t;
+
+    CHECK(j != NULL);
+    t = token(JWT_ALG_ES256, ec.priv, ec.priv_len, "{\"sub\":\"a\",\"nbf\":1e300}");
+    CHECK(!check(j, t, who, why));
+    CHECK_STR(why, "token not valid before 2262-04-11T23:47:16Z");
+    free(t);
+    t = token(JWT_ALG_ES256, ec.priv, ec.priv_len, "{\"sub\":\"a\",\"exp\":-52529347200}");
+    CHECK(!check(j, t, who, why));
+    CHECK_STR(why, "token expired at 1677-09-21T00:12:44Z");
+    free(t);
+    sl_jwt_free(j);
+}
+
 static void test_forgeries(void)
 {
     char err[256], why[256], who[SL_PRINCIPAL_MAX];
@@ -198,6 +220,7 @@ int main(void)
     ec = keypair_make(EVP_EC_gen("P-256"));
     TEST(test_rs256_and_es256);
     TEST(test_refusals);
+    TEST(test_times_out_of_range);
     TEST(test_forgeries);
     TEST(test_bad_keys);
     TEST(test_cache_keeps_time_checks);

@@ -113,6 +113,60 @@ static void test_payload_rules(void)
     CHECK(validate(&r) == 0);
 }
 
+/* JSON requires U+0000 to U+001F to be escaped inside strings; libbson
+ * lets most of them through raw, jq (which the transform runs on the
+ * stored payload) does not, so such a payload would be stored and then
+ * dead-lettered. Found by fuzz_payload_json. */
+static void test_payload_raw_control_characters(void)
+{
+    Sluice__V1__Record r;
+    char value[16], key[16];
+
+    for (int c = 1; c < 0x20; c++) {
+        snprintf(value, sizeof(value), "{\"a\":\"b%cc\"}", c);
+        make(&r, "a", value);
+        CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+        CHECK(strncmp(msg, "record.payload: must be a UTF-8 JSON object (", 44) == 0);
+        snprintf(key, sizeof(key), "{\"k%c\":1}", c);
+        make(&r, "a", key);
+        CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+    }
+    make(&r, "a", "{\"a\":\"b\\u0015c\\n\\t\"}"); /* escaped, as JSON wants */
+    CHECK(validate(&r) == 0);
+}
+
+/* libbson's reader also takes scalars JSON does not have (NaN, Infinity,
+ * a lone n, numbers with leading zeros or an empty fraction after a
+ * minus) and elements without commas between them: a payload must be JSON
+ * (RFC 8259) for every reader of the stream, and jq refuses some of them.
+ * Found by fuzz_payload_json. */
+static void test_payload_not_json(void)
+{
+    Sluice__V1__Record r;
+    const char *bad[] = {"NaN", "nan", "Infinity", "-Infinity", "n", "N", "-05", "-09",
+                         "-0e+.28", "-000e+28", "01", "tru", "nul", "True", "1.", ".5", "+1",
+                         "0x1"};
+    const char *good[] = {"0", "-0", "0.5", "-1.5E-3", "1e5", "1E+2", "-1234567890123456789",
+                          "true", "false", "null", "[1,-2.5e3,true,null]", "\"NaN -05\""};
+    char payload[64];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(payload, sizeof(payload), "{\"a\": %s}", bad[i]);
+        make(&r, "a", payload);
+        CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+        CHECK(strncmp(msg, "record.payload: must be a UTF-8 JSON object (", 44) == 0);
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        snprintf(payload, sizeof(payload), "{\"a\": %s}", good[i]);
+        make(&r, "a", payload);
+        CHECK(validate(&r) == 0);
+    }
+    make(&r, "a", "{\"za\":[\"\" \"\" \"\"]}");
+    CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+    make(&r, "a", "{\"\":[8,{\":\":[-11]}\":[8,{\"]}");
+    CHECK(validate(&r) == SL_GRPC_INVALID_ARGUMENT);
+}
+
 static void test_payload_limit(void)
 {
     Sluice__V1__Record r;
@@ -362,6 +416,8 @@ int main(void)
     TEST(test_type_rules);
     TEST(test_type_length);
     TEST(test_payload_rules);
+    TEST(test_payload_raw_control_characters);
+    TEST(test_payload_not_json);
     TEST(test_payload_limit);
     TEST(test_key_and_attributes);
     TEST(test_quoted_key_is_utf8);

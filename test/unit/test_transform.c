@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sl_record.h"
@@ -211,6 +212,48 @@ static void test_bad_rules_files(void)
     CHECK_STR(err, "rules file /nonexistent/rules.json: No such file or directory");
 }
 
+/* A program that imports a module is refused with jq's message: libjq
+ * aborted the process in an assertion (jv_array_concat) when it looked for
+ * the module without a library path set. Rules load no modules. Found by
+ * fuzz_transform_rules, on a seed. */
+static void test_rules_import_refused(void)
+{
+    const char *programs[] = {"{\"a\": \"import \\\"m\\\" as m; .\"}",
+                              "{\"a\": \"include \\\"m\\\"; .\"}",
+                              "{\"a\": \"import \\\"m\\\" as $m; .\"}"};
+
+    for (size_t i = 0; i < sizeof(programs) / sizeof(programs[0]); i++) {
+        CHECK(rules(programs[i]) == NULL);
+        CHECK(strstr(err, "does not compile") != NULL);
+        CHECK(strstr(err, "module not found: m") != NULL);
+    }
+}
+
+/* The rules text is bounded by its length, not by a NUL: blanks up to the
+ * end of the buffer are not followed into the next page. Found by
+ * fuzz_transform_rules (AddressSanitizer: heap-buffer-overflow in strspn). */
+static void test_rules_text_bounded_by_length(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    char *map = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *end;
+    transform_rules *r;
+
+    CHECK(map != MAP_FAILED);
+    CHECK(mprotect(map + page, (size_t)page, PROT_NONE) == 0);
+    end = map + page; /* the first byte that cannot be read */
+    memcpy(end - 4, " \t\n ", 4);
+    err[0] = '\0';
+    CHECK(transform_rules_parse(end - 4, 4, "rules.json", err, sizeof(err)) == NULL);
+    CHECK(strstr(err, "must be a JSON object") != NULL);
+    memcpy(end - 3, " {}", 3);
+    r = transform_rules_parse(end - 3, 3, "rules.json", err, sizeof(err));
+    CHECK(r != NULL && transform_rules_count(r) == 0);
+    transform_rules_free(r);
+    munmap(map, 2 * (size_t)page);
+}
+
 static void test_jv_to_bson(void)
 {
     jv v = jv_parse("{\"i\": 3, \"big\": 9007199254740992, \"f\": 1.5, \"neg\": -7,"
@@ -377,6 +420,60 @@ static void test_document_minimal(void)
     transform_rules_free(r);
 }
 
+/* An event_time past what an int64 of milliseconds holds (ingest refuses
+ * it, a message written by anything else may hold it) is stored as null;
+ * seconds * 1000 overflowed. Found by fuzz_delivery (UBSan:
+ * signed-integer-overflow). */
+static void test_document_event_time_out_of_range(void)
+{
+    transform_rules *r = rules("{}");
+    Sluice__V1__Record rec = SLUICE__V1__RECORD__INIT;
+    Google__Protobuf__Timestamp ts = GOOGLE__PROTOBUF__TIMESTAMP__INIT;
+    bson_t doc = BSON_INITIALIZER;
+    uint8_t body[128];
+    bson_iter_t it;
+    fixture f;
+
+    CHECK(r != NULL);
+    rec.id = "rec-1";
+    rec.type = "a";
+    rec.payload.data = (uint8_t *)"{}";
+    rec.payload.len = 2;
+    rec.event_time = &ts;
+    ts.seconds = 6004146572364790320LL;
+    fixture_make(&f, "a", "{}", false);
+    f.d.len = sluice__v1__record__pack(&rec, body);
+    f.d.data = body;
+    CHECK(transform_document_build(r, &f.d, 0, &doc, err, sizeof(err)));
+    CHECK(bson_iter_init_find(&it, &doc, "event_time") && BSON_ITER_HOLDS_NULL(&it));
+    bson_destroy(&doc);
+    fixture_free(&f);
+    transform_rules_free(r);
+}
+
+/* Header values that are not UTF-8 are left out of the document (the
+ * principal is null, as audit stores it, the traceparent absent): they
+ * made a document with invalid strings, which MongoDB's driver sends as
+ * they are and clients then cannot read. Found by fuzz_delivery. */
+static void test_document_headers_not_utf8(void)
+{
+    transform_rules *r = rules("{}");
+    bson_t doc = BSON_INITIALIZER;
+    bson_iter_t it;
+    fixture f;
+
+    CHECK(r != NULL);
+    fixture_make(&f, "a", "{}", true);
+    natsMsgHeader_Set(f.msg, SL_HDR_PRINCIPAL, "billing-\xff");
+    natsMsgHeader_Set(f.msg, SL_HDR_TRACEPARENT, "\xc2" "d1");
+    CHECK(transform_document_build(r, &f.d, 0, &doc, err, sizeof(err)));
+    CHECK(bson_iter_init_find(&it, &doc, "principal") && BSON_ITER_HOLDS_NULL(&it));
+    CHECK(!bson_iter_init_find(&it, &doc, "traceparent"));
+    bson_destroy(&doc);
+    fixture_free(&f);
+    transform_rules_free(r);
+}
+
 static void test_document_terminal_errors(void)
 {
     transform_rules *r = rules("{\"bad.*\": \".x.y\"}");
@@ -413,11 +510,15 @@ int main(void)
     TEST(test_payload_not_an_object);
     TEST(test_compile_error_names_file);
     TEST(test_bad_rules_files);
+    TEST(test_rules_text_bounded_by_length);
+    TEST(test_rules_import_refused);
     TEST(test_jv_to_bson);
     TEST(test_jv_special_numbers);
     TEST(test_jv_too_deep);
     TEST(test_document_fields);
     TEST(test_document_minimal);
+    TEST(test_document_event_time_out_of_range);
+    TEST(test_document_headers_not_utf8);
     TEST(test_document_terminal_errors);
     nats_Close();
     return UNIT_RESULT();
