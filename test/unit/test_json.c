@@ -92,7 +92,7 @@ static void test_lenient_forms(void)
 static void test_depth(void)
 {
     size_t n = SL_JSON_MAX_DEPTH;
-    char *text = malloc(2 * n + 2);
+    char *text = malloc(2 * n + 3); /* n opening, n closing, one more of each, NUL */
 
     CHECK(text != NULL);
     memset(text, '[', n);
