@@ -6,14 +6,12 @@
  * no comma between them. What ingest stores is read again by every
  * downstream service (jq in sluice-transform, any client of the stream),
  * and those may refuse what is not JSON. So a payload is first checked here
- * against the grammar, and only then read by libbson, which judges what
- * BSON can hold (no NUL in a key, numbers that fit, at most 100 levels).
+ * with RapidJSON's strict reader, and only then read by libbson, which
+ * judges what BSON can hold (no NUL in a key, at most 100 levels).
  *
- * The check builds nothing and allocates nothing: one pass, the open
- * brackets on a fixed stack (SL_JSON_MAX_DEPTH), so deep nesting costs no C
- * stack. Strings are checked for their escapes and control characters, not
- * for UTF-8 (the caller checks the whole text for that). Pure; any
- * thread. */
+ * The check builds nothing: one pass in RapidJSON's iterative mode, so deep
+ * nesting costs no C stack, at most SL_JSON_MAX_DEPTH levels. Numbers of any
+ * size and precision are JSON (they are read as text). Pure; any thread. */
 #ifndef SL_JSON_H
 #define SL_JSON_H
 
@@ -21,12 +19,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SL_JSON_MAX_DEPTH 1024
 
 /* True when text[0..len) is one JSON value, with optional whitespace around
  * it. Otherwise false, with why (whylen bytes) set to one line naming the
- * byte at fault, e.g. "byte 7: expected ',' or ']'". The line quotes no
- * byte of the text, so it is valid UTF-8 whatever the text holds. */
+ * byte at fault and RapidJSON's reason, e.g. "byte 7: Missing a comma or
+ * ']' after an array element.". The line quotes no byte of the text, so it
+ * is valid UTF-8 whatever the text holds. */
 bool sl_json_valid(const uint8_t *text, size_t len, char *why, size_t whylen);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

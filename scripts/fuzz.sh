@@ -32,8 +32,13 @@ regression="${FUZZ_REGRESSION:-0}"
 say() { printf '[fuzz] %s\n' "$*"; }
 
 # ---- build ------------------------------------------------------------------
+# Both compilers are clang's (lib/ has one C++ file); a build directory
+# configured before that had no C++ compiler, and is made anew.
+if ! grep -qs 'CMAKE_CXX_COMPILER:[A-Z]*=.*clang++' "$build/CMakeCache.txt"; then
+  rm -rf "$build"
+fi
 if [ ! -f "$build/build.ninja" ]; then
-  CC=clang cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
         -DSLUICE_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 fi
 cmake --build "$build" --target fuzz >/dev/null

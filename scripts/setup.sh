@@ -22,7 +22,7 @@ say() { printf '[setup] %s\n' "$*"; }
 apt_packages=(
   build-essential cmake ninja-build pkg-config git
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
-  libnats-dev libmongoc-dev libbson-dev libjq-dev libmicrohttpd-dev libssl-dev libjwt-dev
+  libnats-dev libmongoc-dev libbson-dev libjq-dev libmicrohttpd-dev libssl-dev libjwt-dev rapidjson-dev
   python3-venv golang-go curl nodejs npm
   clang libclang-rt-14-dev
 )
