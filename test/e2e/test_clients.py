@@ -1,8 +1,10 @@
 """The client examples in examples/clients/ (Python, Go, Node.js) against a live
 sluice-ingest and nats-server: each run.sh ingests N records under its own
 idempotency keys, re-sends the first one and gets duplicate=true, and retries
-through a NATS outage without storing anything twice. What the clients print
-is checked against what the stream really holds, read back with nats-py.
+through a NATS outage and at the server's in-flight limit without storing
+anything twice, waiting as long as the server's RetryInfo asks. What the
+clients print is checked against what the stream really holds, read back with
+nats-py.
 
 Then with security on, certificates and tokens made at test time (pki.py):
 TLS with a JWT per call, mTLS with a client certificate, TLS with the
@@ -11,13 +13,17 @@ never sent without TLS."""
 
 import json
 import os
+import pathlib
 import re
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections import Counter
+from datetime import datetime, timezone
 
+import grpc
 import pytest
 
 import harness
@@ -27,6 +33,11 @@ CLIENTS = harness.ROOT / "examples" / "clients"
 LANGS = ["python", "go", "node"]
 STREAM = "SLUICE"
 LINE = re.compile(r"^id=(\S+) stream=(\S+) sequence=(\d+) duplicate=(true|false)$")
+RETRY = re.compile(r"^retry id=(\S+) attempt=(\d+) code=([A-Z_]+) wait=(\d+\.\d{3})s"
+                   r"(?: \(server asked (\d+\.\d{3})s\))?: ")
+# What sluice-ingest's RetryInfo asks for (lib/sl_retry.h), by status code.
+IN_FLIGHT_DELAY, UNAVAILABLE_DELAY = 0.250, 1.000
+HINT_JITTER = 0.2  # the clients wait the delay plus at most this much of it
 
 
 def client_env(addr=None, **extra):
@@ -129,11 +140,55 @@ def follow(stream, needle):
     return lines, seen, t
 
 
+def log_time(ts):
+    """A log line's ts (RFC 3339, UTC, ns) in seconds since the epoch."""
+    whole, frac = ts.rstrip("Z").split(".")
+    seconds = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc).timestamp()
+    return seconds + float(f"0.{frac}")
+
+
+def check_retry_hints(stderr, asked_by_code, svc):
+    """Every retry line of a client says what the server asked for
+    (asked_by_code: its RetryInfo delay by status code) and waits that long
+    plus a little jitter, never less; and the server saw the next attempt of
+    that record no sooner (sluice-ingest logs each record it rejects or stores,
+    with its time). Returns the parsed lines: (id, attempt, code, wait)."""
+    got = []
+    for line in stderr.splitlines():
+        if not line.startswith("retry "):
+            continue
+        m = RETRY.match(line)
+        assert m, f"unexpected retry line: {line!r}"
+        rid, attempt, code, wait = m[1], int(m[2]), m[3], float(m[4])
+        asked = float(m[5]) if m[5] else None
+        assert code in asked_by_code, line
+        assert asked == asked_by_code[code], f"the server's delay is not in {line!r}"
+        assert asked <= wait <= asked * (1 + HINT_JITTER) + 0.001, line
+        got.append((rid, attempt, code, wait))
+    assert got, "no retry line"
+    seen = {}  # id -> [(time, code or None when stored)], in the order the server saw them
+    for ev in svc.events("record "):
+        if ev["msg"] in ("record rejected", "record stored", "record duplicate"):
+            seen.setdefault(ev["id"], []).append((log_time(ev["ts"]), ev.get("code")))
+    for rid, attempt, code, wait in got:
+        attempts = seen.get(rid, [])
+        assert len(attempts) > attempt, f"{rid}: the server saw {len(attempts)} attempts"
+        (t0, code0), (t1, _) = attempts[attempt - 1], attempts[attempt]
+        assert code0 == code, f"{rid} attempt {attempt}: {code} here, {code0} in the server's log"
+        # wait is rounded to the ms: allow that much
+        assert t1 - t0 >= wait - 0.001, \
+            f"{rid}: attempt {attempt + 1} came {t1 - t0:.3f}s after attempt {attempt}, " \
+            f"which asked for a wait of {wait}s"
+    return got
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_client_retries_through_nats_outage(lang, clients, ingest, nats_server, run):
-    """Started while nats-server is down, the client gets UNAVAILABLE and
-    retries with the same ids; nats-server comes back once the client has
-    reported its first retry, and every record is stored exactly once."""
+    """Started while nats-server is down, the client gets UNAVAILABLE with a
+    RetryInfo of 1 s and retries with the same ids, each time after the
+    server's delay (and a little jitter), not its own shorter backoff;
+    nats-server comes back once the client has reported its second retry, and
+    every record is stored exactly once."""
     nats_server.stop()
     harness.wait_until(lambda: "disconnected from NATS" in ingest.log(),
                        what="ingest noticed that NATS is gone")
@@ -142,9 +197,9 @@ def test_client_retries_through_nats_outage(lang, clients, ingest, nats_server, 
     client = subprocess.Popen(["bash", run_sh(lang), "--count", str(n), "--prefix", prefix],
                               env=client_env(ingest.target), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    lines, retried, pump = follow(client.stderr, f"retry id={prefix}-1 attempt=1 code=")
+    lines, retried, pump = follow(client.stderr, f"retry id={prefix}-1 attempt=2 code=")
     try:
-        assert retried.wait(60), "the client never reported a retry"
+        assert retried.wait(60), "the client never reported a second retry"
         assert client.poll() is None, "the client should still be retrying"
         nats_server.start()
         out, _ = client.communicate(timeout=60)
@@ -155,10 +210,95 @@ def test_client_retries_through_nats_outage(lang, clients, ingest, nats_server, 
             client.wait()
     err = "".join(lines)
     assert client.returncode == 0, f"{out}\n{err}\n{ingest.log()[-3000:]}"
-    assert f"retry id={prefix}-1 attempt=1 code=" in err, err
     assert "unavailable" in err.lower(), err
+    got = check_retry_hints(err, {"UNAVAILABLE": UNAVAILABLE_DELAY}, ingest)
+    assert [g[:2] for g in got[:2]] == [(f"{prefix}-1", 1), (f"{prefix}-1", 2)], err
     check_output(out, prefix, n)
     assert run(harness.stream_ids(nats_server.url)) == [f"{prefix}-{i}" for i in range(1, n + 1)]
+
+
+def pause_until_stopped(server):
+    """SIGSTOP, and waits until every thread of the process has stopped: the
+    kernel stops the others only once the thread it woke has run, and under
+    CPU contention they may go on (and answer a publish) meanwhile."""
+    server.pause()
+    tasks = pathlib.Path(f"/proc/{server.proc.pid}/task")
+
+    def stopped():
+        states = []
+        for task in tasks.iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except FileNotFoundError:  # a thread that just ended
+                continue
+            states.append(stat[stat.rindex(")") + 2])
+        return bool(states) and all(state == "T" for state in states)
+
+    harness.wait_until(stopped, what=f"{server.name} stopped")
+
+
+def test_clients_honour_retry_info_at_the_in_flight_limit(clients, pb, nats_server, run):
+    """sluice-ingest with --max-in-flight=1, its one slot held by a record
+    whose PubAck cannot come yet (nats-server paused): the three clients,
+    started together, get RESOURCE_EXHAUSTED with a RetryInfo of 250 ms on
+    every call and wait that long (plus a little jitter) between attempts.
+    Once each has retried twice nats-server resumes; the three then share the
+    one slot, turned away with the same hint whenever another holds it, and
+    every record is stored exactly once."""
+    svc = harness.Ingest(nats_server.url, "--max-in-flight=1", "--publish-timeout=60s").start()
+    channel = grpc.insecure_channel(svc.target)
+    procs, follows = {}, {}
+    n = 5
+    prefixes = {lang: f"{lang}-limit-{uuid.uuid4().hex[:8]}" for lang in LANGS}
+    try:
+        stub = pb.ingest_grpc.IngestServiceStub(channel)
+        grpc.channel_ready_future(channel).result(timeout=10)
+        pause_until_stopped(nats_server)
+        blocker = stub.Ingest.future(pb.ingest.IngestRequest(record=pb.ingest.Record(
+            id="limit-blocker", type="order.created", payload=b'{"hold": true}')), timeout=90)
+        harness.wait_until(
+            lambda: harness.metric(harness.scrape(svc), "sluice_ingest_records_in_flight") == 1,
+            what="the one in-flight slot taken")
+        for lang in LANGS:
+            procs[lang] = subprocess.Popen(
+                ["bash", run_sh(lang), "--count", str(n), "--prefix", prefixes[lang],
+                 "--attempts", "100"],
+                env=client_env(svc.target), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True)
+            follows[lang] = follow(procs[lang].stderr,
+                                   f"retry id={prefixes[lang]}-1 attempt=2 code=RESOURCE_EXHAUSTED")
+        for lang in LANGS:
+            assert follows[lang][1].wait(60), \
+                f"{lang}: no second retry\n{''.join(follows[lang][0])}"
+            assert procs[lang].poll() is None, f"{lang} should still be retrying"
+        assert not blocker.done(), "the record holding the slot was answered during the pause"
+        nats_server.resume()
+        assert blocker.result(timeout=60).sequence == 1
+        outs = {lang: procs[lang].communicate(timeout=120)[0] for lang in LANGS}
+    finally:
+        if nats_server.paused:
+            nats_server.resume()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        channel.close()
+        code = svc.stop()
+    assert code == 0, svc.log()[-3000:]
+    for lang in LANGS:
+        lines, _, pump = follows[lang]
+        pump.join(10)
+        err = "".join(lines)
+        assert procs[lang].returncode == 0, f"{lang}\n{outs[lang]}\n{err}"
+        got = check_retry_hints(err, {"RESOURCE_EXHAUSTED": IN_FLIGHT_DELAY}, svc)
+        first = [g[1] for g in got if g[0] == f"{prefixes[lang]}-1"]
+        assert first[:2] == [1, 2], err
+        assert "too many records in flight" in err, err
+        check_output(outs[lang], prefixes[lang], n)
+    stored = Counter(run(harness.stream_ids(nats_server.url)))
+    want = {"limit-blocker"} | {f"{prefixes[lang]}-{i}" for lang in LANGS
+                                for i in range(1, n + 1)}
+    assert set(stored) == want and set(stored.values()) == {1}, stored
 
 
 # ---- security: TLS, mTLS, tokens, policy ------------------------------------------------
@@ -293,6 +433,10 @@ def test_client_mtls(lang, clients, pki, mtls_ingest, nats_server, run):
     pause = "50ms" if lang == "go" else "0.05"
     r = client(lang, env, "--count", "1", "--ca", pki.ca, "--attempts", "2", "--backoff", pause)
     assert r.returncode == 1 and "giving up: UNAVAILABLE" in r.stderr, r.stderr
+    # No RetryInfo (the handshake failed, no server status): the client's own
+    # backoff, 50-100 % of --backoff.
+    assert re.search(r"^retry id=\S+ attempt=1 code=UNAVAILABLE wait=0\.0[2-5]\ds: ",
+                     r.stderr, re.M) and "server asked" not in r.stderr, r.stderr
     assert len(stored_ids(run, nats_server)) == 2
 
 

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -117,21 +118,45 @@ type options struct {
 	attempts                     int
 }
 
-// ingest makes one Ingest call per attempt, each under its own deadline, with
-// exponential backoff and jitter in between. The record, id included, never changes.
+// hintJitter: a pause the server asks for (RetryInfo) is stretched by up to
+// this much, at random, so that the callers it turned away do not all come
+// back at once.
+const hintJitter = 0.2
+
+// retryDelay is the pause the server asked for: the google.rpc.RetryInfo in
+// the status details, which grpc-go decodes from the trailing metadata entry
+// grpc-status-details-bin. ok is false when there is no (positive) one.
+func retryDelay(st *status.Status) (delay time.Duration, ok bool) {
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.RetryInfo); isInfo && info.GetRetryDelay() != nil {
+			delay = info.GetRetryDelay().AsDuration()
+			return delay, delay > 0
+		}
+	}
+	return 0, false
+}
+
+// ingest makes one Ingest call per attempt, each under its own deadline.
+// Between attempts it waits the pause the server asked for (RetryInfo) plus a
+// little jitter, never less; without one, exponential backoff with jitter.
+// The record, id included, never changes.
 func ingest(client sluicev1.IngestServiceClient, rec *sluicev1.Record, o options) (*sluicev1.IngestResponse, error) {
 	backoff := o.backoff
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 		resp, err := client.Ingest(ctx, &sluicev1.IngestRequest{Record: rec})
 		cancel()
-		code := status.Code(err)
-		if err == nil || !retryable(code) || attempt >= o.attempts {
+		st, _ := status.FromError(err)
+		if err == nil || !retryable(st.Code()) || attempt >= o.attempts {
 			return resp, err
 		}
-		pause := time.Duration(float64(backoff) * (0.5 + rand.Float64()/2))
-		fmt.Fprintf(os.Stderr, "retry id=%s attempt=%d code=%s wait=%s: %s\n",
-			rec.Id, attempt, codeName(code), pause.Round(time.Millisecond), status.Convert(err).Message())
+		pause, hint := time.Duration(float64(backoff)*(0.5+rand.Float64()/2)), ""
+		if asked, ok := retryDelay(st); ok {
+			pause = asked + time.Duration(float64(asked)*hintJitter*rand.Float64())
+			hint = fmt.Sprintf(" (server asked %.3fs)", asked.Seconds())
+		}
+		fmt.Fprintf(os.Stderr, "retry id=%s attempt=%d code=%s wait=%.3fs%s: %s\n",
+			rec.Id, attempt, codeName(st.Code()), pause.Seconds(), hint, st.Message())
 		time.Sleep(pause)
 		backoff = min(backoff*2, o.maxBackoff)
 	}

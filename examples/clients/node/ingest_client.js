@@ -4,7 +4,8 @@
 // Record.id is the idempotency key: a retry after UNAVAILABLE (the record may
 // or may not be stored) is stored once, and the answer then says
 // duplicate=true with the original sequence. The API is loaded from proto/ at
-// run time with @grpc/proto-loader.
+// run time with @grpc/proto-loader; google.rpc.Status and google.rpc.RetryInfo,
+// to read the server's retry hints, with protobufjs.
 //
 // Security, from the environment or flags: SLUICE_CA (--ca) turns TLS on and
 // verifies the server with that CA (--tls: with Node's default roots instead,
@@ -21,6 +22,7 @@ const { parseArgs } = require('node:util');
 const { setTimeout: sleep } = require('node:timers/promises');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
 
 const PROTO_DIR = path.resolve(__dirname, '../../../proto');
 
@@ -37,6 +39,11 @@ const FINAL_HINTS = {
   [grpc.status.PERMISSION_DENIED]: 'not retried: the server\'s policy does not let this caller ' +
     'write records of this type',
 };
+
+// A pause the server asks for (RetryInfo) is stretched by up to this much, at
+// random, so that the callers it turned away do not all come back at once.
+const HINT_JITTER = 0.2;
+const RETRY_INFO_TYPE = 'type.googleapis.com/google.rpc.RetryInfo';
 
 class UsageError extends Error {}
 
@@ -80,6 +87,39 @@ function loadApi() {
   return grpc.loadPackageDefinition(def).sluice.v1;
 }
 
+// google.rpc.Status and google.rpc.RetryInfo from proto/ (protobufjs brings
+// google/protobuf/any.proto and duration.proto itself).
+function loadRetryTypes() {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => path.resolve(PROTO_DIR, target);
+  root.loadSync(['google/rpc/status.proto', 'google/rpc/error_details.proto'], { keepCase: true });
+  return { Status: root.lookupType('google.rpc.Status'),
+    RetryInfo: root.lookupType('google.rpc.RetryInfo') };
+}
+
+// The pause the server asked for, in ms: the google.rpc.RetryInfo in the
+// google.rpc.Status that gRPC carries in the trailing metadata entry
+// grpc-status-details-bin (grpc-js leaves it in err.metadata). null when the
+// error holds no (positive) one.
+function retryDelayMs(err, types) {
+  const values = err.metadata ? err.metadata.get('grpc-status-details-bin') : [];
+  try {
+    for (const raw of values) {
+      for (const any of types.Status.decode(raw).details) {
+        if (any.type_url !== RETRY_INFO_TYPE) continue;
+        const info = types.RetryInfo.toObject(types.RetryInfo.decode(any.value),
+          { longs: Number, defaults: true });
+        const d = info.retry_delay;
+        const ms = d ? d.seconds * 1000 + d.nanos / 1e6 : 0;
+        return ms > 0 ? ms : null;
+      }
+    }
+  } catch {
+    return null; // not a Status: no hint
+  }
+  return null;
+}
+
 function call(client, record, timeoutMs) {
   return new Promise((resolve, reject) => {
     client.Ingest({ record }, { deadline: Date.now() + timeoutMs },
@@ -87,8 +127,10 @@ function call(client, record, timeoutMs) {
   });
 }
 
-// One Ingest call per attempt, each under its own deadline, with exponential
-// backoff and jitter in between. The record, id included, never changes.
+// One Ingest call per attempt, each under its own deadline. Between attempts,
+// the pause the server asked for (RetryInfo) plus a little jitter, never less;
+// without one, exponential backoff with jitter. The record, id included, never
+// changes.
 async function ingest(client, record, opts) {
   let backoff = opts.backoff;
   for (let attempt = 1; ; attempt++) {
@@ -96,9 +138,15 @@ async function ingest(client, record, opts) {
       return await call(client, record, opts.timeout);
     } catch (err) {
       if (!RETRYABLE.has(err.code) || attempt >= opts.attempts) throw err;
-      const pause = Math.round(backoff * (0.5 + Math.random() / 2));
+      const asked = retryDelayMs(err, opts.retryTypes);
+      let pause = Math.round(backoff * (0.5 + Math.random() / 2));
+      let hint = '';
+      if (asked !== null) {
+        pause = Math.ceil(asked * (1 + Math.random() * HINT_JITTER)); // whole ms, never less
+        hint = ` (server asked ${(asked / 1000).toFixed(3)}s)`;
+      }
       console.error(`retry id=${record.id} attempt=${attempt} code=${grpc.status[err.code]} ` +
-        `wait=${pause}ms: ${err.details}`);
+        `wait=${(pause / 1000).toFixed(3)}s${hint}: ${err.details}`);
       await sleep(pause);
       backoff = Math.min(backoff * 2, opts.maxBackoff);
     }
@@ -139,6 +187,7 @@ async function main() {
     return;
   }
   const { IngestService } = loadApi();
+  opts.retryTypes = loadRetryTypes();
   const client = new IngestService(a.addr, creds);
 
   const records = [];

@@ -24,6 +24,8 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "gen"))
 
 import grpc  # noqa: E402
+from google.protobuf.message import DecodeError  # noqa: E402
+from google.rpc import error_details_pb2, status_pb2  # noqa: E402
 from sluice.v1 import ingest_pb2, ingest_pb2_grpc  # noqa: E402
 
 # UNAVAILABLE: JetStream not reachable or no PubAck in time. RESOURCE_EXHAUSTED:
@@ -42,13 +44,38 @@ FINAL_HINTS = {
 }
 
 
+# A pause the server asks for (RetryInfo) is stretched by up to this much, at
+# random, so that the callers it turned away do not all come back at once.
+HINT_JITTER = 0.2
+
+
 class UsageError(Exception):
     pass
 
 
+def retry_delay(err):
+    """The pause the server asked for, in seconds: the google.rpc.RetryInfo in
+    the google.rpc.Status that gRPC carries in the trailing metadata entry
+    grpc-status-details-bin. None when the error holds no (positive) one."""
+    for key, value in err.trailing_metadata() or ():
+        if key != "grpc-status-details-bin":
+            continue
+        try:
+            for detail in status_pb2.Status.FromString(value).details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):  # False for any other detail type
+                    delay = info.retry_delay.ToTimedelta().total_seconds()
+                    return delay if delay > 0 else None
+        except DecodeError:  # not a Status: no hint
+            return None
+    return None
+
+
 def ingest(stub, record, args):
-    """One Ingest call per attempt, each with its own deadline; exponential
-    backoff with jitter between attempts. The record, id included, never changes."""
+    """One Ingest call per attempt, each with its own deadline. Between
+    attempts, the pause the server asked for (RetryInfo) plus a little
+    jitter, never less; without one, exponential backoff with jitter. The
+    record, id included, never changes."""
     backoff = args.backoff
     for attempt in range(1, args.attempts + 1):
         try:
@@ -56,9 +83,15 @@ def ingest(stub, record, args):
         except grpc.RpcError as err:
             if err.code() not in RETRYABLE or attempt == args.attempts:
                 raise
-            pause = backoff * random.uniform(0.5, 1.0)
+            asked = retry_delay(err)
+            if asked is not None:
+                pause = asked * (1 + random.uniform(0, HINT_JITTER))
+                hint = f" (server asked {asked:.3f}s)"
+            else:
+                pause = backoff * random.uniform(0.5, 1.0)
+                hint = ""
             print(f"retry id={record.id} attempt={attempt} code={err.code().name} "
-                  f"wait={pause:.3f}s: {err.details()}", file=sys.stderr)
+                  f"wait={pause:.3f}s{hint}: {err.details()}", file=sys.stderr, flush=True)
             time.sleep(pause)
             backoff = min(backoff * 2, args.max_backoff)
 

@@ -13,7 +13,7 @@ fi
 export PYTHON
 stamp="$here/gen/.stamp"
 want=$( (echo "$PYTHON"; cat "$root/proto/sluice/v1/ingest.proto" "$root/proto/google/rpc/status.proto" \
-  "$here/generate.sh") | sha256sum | cut -d' ' -f1)
+  "$root/proto/google/rpc/error_details.proto" "$here/generate.sh") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "$here/generate.sh"
   echo "$want" > "$stamp"
